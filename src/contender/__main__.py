@@ -1,0 +1,3 @@
+from contender.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""Offline comparison of champion and challenger: pure functions over records."""

@@ -1,0 +1,1 @@
+"""The `contender` command line."""

@@ -1,0 +1,1 @@
+"""The prediction log: records, stores and the background writer."""

@@ -1,0 +1,81 @@
+"""One prediction log record per `/invocations` request (SPEC section 4)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+JsonValue = Any
+"""A value that serialises to JSON: predictions, labels and input cells."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArmOutcome:
+    """What one model did with the request; all None when it was not invoked."""
+
+    version: str | None = None
+    predictions: list[JsonValue] | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    request_id: str
+    timestamp: str
+    """UTC, ISO-8601."""
+    model_name: str
+    inputs: dict[str, JsonValue]
+    """`{"columns": [...], "data": [[...]]}`, redacted columns already hashed."""
+    served_by: str
+    fallback: bool
+    routing_draw: float | None
+    routing_key: str | None
+    champion: ArmOutcome
+    challenger: ArmOutcome
+
+    def to_row(self) -> dict[str, JsonValue]:
+        """The flat field names of SPEC section 4, as stores and exports use them."""
+        row: dict[str, JsonValue] = {
+            "request_id": self.request_id,
+            "timestamp": self.timestamp,
+            "model_name": self.model_name,
+            "inputs": self.inputs,
+            "served_by": self.served_by,
+            "fallback": self.fallback,
+            "routing_draw": self.routing_draw,
+            "routing_key": self.routing_key,
+        }
+        for arm, outcome in (("champion", self.champion), ("challenger", self.challenger)):
+            for field, value in asdict(outcome).items():
+                row[f"{arm}_{field}"] = value
+        return row
+
+
+RECORD_FIELDS: tuple[str, ...] = (
+    "request_id",
+    "timestamp",
+    "model_name",
+    "inputs",
+    "served_by",
+    "fallback",
+    "routing_draw",
+    "routing_key",
+    "champion_version",
+    "champion_predictions",
+    "champion_latency_ms",
+    "champion_error",
+    "challenger_version",
+    "challenger_predictions",
+    "challenger_latency_ms",
+    "challenger_error",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """Ground truth for one row of a logged request (`row` 0 for one-row requests)."""
+
+    request_id: str
+    row: int
+    label: JsonValue

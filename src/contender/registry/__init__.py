@@ -1,0 +1,1 @@
+"""Registry access: the only package besides loading that imports mlflow."""

@@ -1,0 +1,1 @@
+"""Choosing the arm that answers a request, and running both models."""

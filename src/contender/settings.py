@@ -1,0 +1,78 @@
+"""Service settings: the only place that reads the environment.
+
+Field names are the `contender serve` flags (SPEC section 5), so every flag is also
+`CONTENDER_<FLAG>` in the environment. MLflow's own variables (`MLFLOW_TRACKING_URI`,
+credentials) are left to MLflow to read.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Selector(StrEnum):
+    """How the registry names the two slots."""
+
+    STAGES = "stages"  # champion = latest `Production`, challenger = latest `Staging`
+    ALIASES = "aliases"  # champion = `@champion`, challenger = `@challenger`
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONTENDER_", frozen=True, extra="forbid")
+
+    model: str = Field(min_length=1)
+    """Name of the registered model in the MLflow Model Registry."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking/registry URI (`http(s)://...` or `sqlite:///...`); unset: MLflow's own
+    `MLFLOW_TRACKING_URI`."""
+
+    selector: Selector = Selector.STAGES
+    """Whether champion and challenger are found by stage or by alias."""
+
+    challenger_weight: float = Field(default=0.10, ge=0.0, le=1.0)
+    """Share of requests answered by the challenger while testing; 0 is shadow mode."""
+
+    testing: bool = True
+    """Score the challenger too. Off: the challenger is never invoked."""
+
+    poll_interval: float = Field(default=30.0, gt=0.0)
+    """Seconds between two registry polls."""
+
+    log_store: str = "sqlite:///contender.db"
+    """Prediction log store URL: `sqlite:///path.db` or `postgresql://...`."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Port to listen on (0: any free port)."""
+
+    workers: int = Field(default=1, ge=1)
+    """Server processes, each with its own models, poller and log writer."""
+
+    challenger_timeout_ms: float = Field(default=1000.0, gt=0.0)
+    """How long the challenger may take before its answer is given up (milliseconds)."""
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    """Largest request body accepted; larger ones get 413."""
+
+    max_rows: int = Field(default=10_000, gt=0)
+    """Most rows in one request; more get 413."""
+
+    redact: Annotated[tuple[str, ...], NoDecode] = ()
+    """Input columns stored hashed in the prediction log, never in clear."""
+
+    admin_token: str | None = None
+    """Bearer token for the `/admin` endpoints; unset: they answer 403."""
+
+    @field_validator("redact", mode="before")
+    @classmethod
+    def _split_columns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(column.strip() for column in value.split(",") if column.strip())
+        return value
