@@ -14,7 +14,7 @@ class ArmOutcome:
     """What one model did with the request; all None when it was not invoked."""
 
     version: str | None = None
-    predictions: list[JsonValue] | None = None
+    predictions: JsonValue | None = None
     latency_ms: float | None = None
     error: str | None = None
 

@@ -1,0 +1,68 @@
+"""`contender log export`: the prediction log to jsonl, csv or parquet."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from contender.errors import ConfigError
+from contender.predictions import export
+from contender.predictions.store import SqlPredictionStore
+
+log_app = typer.Typer(help="The prediction log.", no_args_is_help=True)
+
+
+class ExportFormat(StrEnum):
+    JSONL = "jsonl"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
+@log_app.command("export")
+def export_log(
+    log_store: Annotated[
+        str, typer.Option(envvar="CONTENDER_LOG_STORE", help="Prediction log store URL.")
+    ] = "sqlite:///contender.db",
+    format: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = (
+        ExportFormat.JSONL
+    ),
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File to write; stdout without it.")
+    ] = None,
+) -> None:
+    """Export every record, with the fields of the log and its `label` joined."""
+    if format is ExportFormat.PARQUET and output is None:
+        raise typer.BadParameter("parquet is binary: give a file with -o", param_hint="--format")
+    try:
+        store = SqlPredictionStore(log_store)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--log-store") from error
+    console = Console(stderr=True)
+    try:
+        with console.status("exporting the prediction log…", spinner="dots"):
+            count = _write(store, format, output)
+    finally:
+        store.close()
+    if output is not None:
+        console.print(f"wrote {count} records to {output}")
+
+
+def _write(store: SqlPredictionStore, format: ExportFormat, output: Path | None) -> int:
+    records = export.labelled_records(store)
+    if format is ExportFormat.PARQUET:
+        assert output is not None  # checked by the caller
+        return export.write_parquet(records, str(output))
+    if format is ExportFormat.JSONL:
+        if output is None:
+            return export.write_jsonl(records, sys.stdout.buffer)
+        with output.open("wb") as out:
+            return export.write_jsonl(records, out)
+    if output is None:
+        return export.write_csv(records, sys.stdout)
+    with output.open("w", newline="") as text_out:
+        return export.write_csv(records, text_out)

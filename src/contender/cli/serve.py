@@ -1,0 +1,77 @@
+"""`contender serve`: the prediction service."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from contender.settings import Selector, Settings
+
+
+def _settings(flags: dict[str, Any]) -> Settings:
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"--{'-'.join(str(part) for part in issue['loc']).replace('_', '-')}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise typer.BadParameter(problems) from error
+
+
+def serve(
+    model: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    selector: Annotated[Selector | None, typer.Option(help="Find slots by stage or alias.")] = None,
+    challenger_weight: Annotated[
+        float | None, typer.Option(help="Share answered by the challenger [default: 0.10].")
+    ] = None,
+    testing: Annotated[
+        bool | None, typer.Option("--testing/--no-testing", help="Score the challenger too.")
+    ] = None,
+    poll_interval: Annotated[
+        float | None, typer.Option(help="Seconds between registry polls [default: 30].")
+    ] = None,
+    log_store: Annotated[str | None, typer.Option(help="Prediction log store URL.")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [default: 8080].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server processes [default: 1].")] = None,
+    challenger_timeout_ms: Annotated[
+        float | None, typer.Option(help="Challenger time limit [default: 1000].")
+    ] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="Largest body accepted.")] = None,
+    max_rows: Annotated[int | None, typer.Option(help="Most rows in one request.")] = None,
+    redact: Annotated[
+        str | None, typer.Option(help="Comma-separated input columns to store hashed.")
+    ] = None,
+) -> None:
+    """Serve the champion and test the challenger. Every flag is also CONTENDER_<FLAG>."""
+    flags = {key: value for key, value in locals().items()}
+    settings = _settings(flags)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if settings.workers == 1:
+        from contender.compose import build_services
+        from contender.http.app import create_app
+
+        app = create_app(build_services(settings))
+        uvicorn.run(app, host=settings.host, port=settings.port, access_log=False)
+        return
+    # Worker processes rebuild the settings from the environment.
+    for name, value in settings.model_dump(exclude_none=True).items():
+        os.environ[f"CONTENDER_{name.upper()}"] = (
+            ",".join(value) if isinstance(value, tuple) else str(value)
+        )
+    uvicorn.run(
+        "contender.http.factory:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=False,
+    )

@@ -1,0 +1,48 @@
+"""create_app(services): the Starlette application, its routes and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from contender.compose import Services
+from contender.http import admin, scoring, status
+from contender.http.problems import EXCEPTION_HANDLERS
+
+
+def create_app(services: Services) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        services.writer.start()
+        poller = asyncio.create_task(services.watcher.run(services.settings.poll_interval))
+        try:
+            yield
+        finally:
+            # Stop polling, let answered requests finish their records, then drain the log.
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await services.router.drain()
+            await asyncio.to_thread(services.writer.close)
+            services.shutdown_executors()
+            services.store.close()
+
+    routes = [
+        Route("/invocations", scoring.invocations, methods=["POST"]),
+        Route("/feedback", scoring.feedback, methods=["POST"]),
+        Route("/ping", status.ping, methods=["GET"]),
+        Route("/health", status.ping, methods=["GET"]),
+        Route("/ready", status.ready, methods=["GET"]),
+        Route("/version", status.versions, methods=["GET"]),
+        Route("/status", status.status, methods=["GET"]),
+        Route("/metrics", status.metrics, methods=["GET"]),
+        Route("/admin/reload", admin.reload, methods=["POST"]),
+        Route("/admin/routing", admin.routing, methods=["PUT"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.services = services
+    return app

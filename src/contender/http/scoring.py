@@ -1,0 +1,87 @@
+"""POST /invocations (MLflow's scoring protocol) and POST /feedback."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from contender import protocol
+from contender.compose import Services
+from contender.errors import BadRequest, NoChampion
+from contender.http.body import read_body
+from contender.predictions.record import Feedback
+from contender.routing.router import ScoringRequest
+
+# Bodies above this are parsed in a worker thread so they never stall other requests.
+_PARSE_INLINE_MAX_BYTES = 64 * 1024
+
+
+async def invocations(request: Request) -> Response:
+    services: Services = request.app.state.services
+    settings = services.settings
+    table = services.router.snapshot()
+    if table.champion is None:
+        raise NoChampion(f"model {settings.model!r} has no champion loaded yet; try again soon")
+    body = await read_body(request, settings.max_body_bytes)
+    parse = partial(
+        protocol.parse,
+        body,
+        request.headers.get("content-type"),
+        table.champion.input_schema,
+        settings.max_rows,
+    )
+    parsed = parse() if len(body) <= _PARSE_INLINE_MAX_BYTES else await asyncio.to_thread(parse)
+    request_id = request.headers.get("x-request-id") or services.new_request_id()
+    scoring = ScoringRequest(
+        request_id=request_id,
+        routing_key=request.headers.get("x-routing-key"),
+        data=parsed.data,
+        params=parsed.params,
+        n_rows=parsed.n_rows,
+        log_inputs=partial(protocol.log_inputs, parsed.data, services.redact),
+    )
+    answer = await services.router.score(scoring, table)
+    document = {
+        "predictions": answer.predictions,
+        "request_id": request_id,
+        "served_by": answer.served_by.value,
+        "model_version": answer.version,
+    }
+    headers = {
+        "X-Request-ID": request_id,
+        "X-Served-By": answer.served_by.value,
+        "X-Model-Version": answer.version,
+    }
+    return Response(protocol.dumps(document), headers=headers, media_type=protocol.JSON_TYPE)
+
+
+async def feedback(request: Request) -> Response:
+    services: Services = request.app.state.services
+    body = await read_body(request, services.settings.max_body_bytes)
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from error
+    items = _feedback_items(document)
+    unknown = await asyncio.to_thread(services.store.add_feedback, items)
+    answer = {"accepted": len(items), "unknown_request_ids": unknown}
+    return Response(protocol.dumps(answer), media_type=protocol.JSON_TYPE)
+
+
+def _feedback_items(document: Any) -> list[Feedback]:
+    entries = document if isinstance(document, list) else [document]
+    items: list[Feedback] = []
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("request_id"), str):
+            raise BadRequest(f"feedback entry {position} needs a string `request_id`")
+        if "label" not in entry:
+            raise BadRequest(f"feedback entry {position} has no `label`")
+        label = entry["label"]
+        labels = label if isinstance(label, list) else [label]
+        items.extend(Feedback(entry["request_id"], row, value) for row, value in enumerate(labels))
+    return items

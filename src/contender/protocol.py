@@ -1,0 +1,172 @@
+"""The MLflow scoring protocol: request bodies in, predictions out.
+
+Parsing goes through MLflow's own scoring-server helpers, so every format that
+`mlflow models serve` accepts (`dataframe_split`, `dataframe_records`, `instances`,
+`inputs`, `text/csv`, parquet, optional `params`) parses to the very same model input.
+The input is checked against the champion's signature once, here, so a missing or
+mistyped column is the client's 400, never a model failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import BytesIO, StringIO
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models.utils import _enforce_schema
+from mlflow.pyfunc import scoring_server
+from mlflow.utils.proto_json_utils import _get_jsonable_obj
+
+from contender.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from contender.predictions.record import JsonValue
+
+JSON_TYPE = "application/json"
+CSV_TYPE = "text/csv"
+PARQUET_TYPE = "application/vnd.apache.parquet"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedInput:
+    data: Any
+    params: dict[str, Any] | None
+    n_rows: int
+
+
+def parse(body: bytes, content_type: str | None, schema: Any, max_rows: int) -> ParsedInput:
+    """Parse and check a request body; raises a `BadRequest` that names the problem."""
+    mime_type, charset = _media_type(content_type)
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"only UTF-8 is supported, got charset={charset}")
+    try:
+        data, params = _decode(body, mime_type, schema)
+    except MlflowException as error:
+        raise BadRequest(_first_line(error.message)) from error
+    n_rows = _count_rows(data)
+    if n_rows > max_rows:
+        raise PayloadTooLarge(f"{n_rows} rows is more than the limit of {max_rows} (--max-rows)")
+    if schema is not None:
+        try:
+            _enforce_schema(data, schema)
+        except MlflowException as error:
+            raise BadRequest(
+                f"input does not match the model signature: {error.message}"
+            ) from error
+    return ParsedInput(data, params, n_rows)
+
+
+def _media_type(content_type: str | None) -> tuple[str, str]:
+    if not content_type:
+        raise UnsupportedMediaType(
+            f"missing Content-Type: use {JSON_TYPE}, {CSV_TYPE} or {PARQUET_TYPE}"
+        )
+    mime_type, *parameters = (part.strip() for part in content_type.split(";"))
+    charset = "utf-8"
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() != "charset":
+            raise UnsupportedMediaType(f"unrecognised Content-Type parameter {key.strip()!r}")
+        charset = value.strip().strip('"').lower()
+    return mime_type.lower(), charset
+
+
+def _decode(body: bytes, mime_type: str, schema: Any) -> tuple[Any, dict[str, Any] | None]:
+    if mime_type == JSON_TYPE:
+        return _decode_json(body, schema)
+    if mime_type == CSV_TYPE:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise BadRequest("the CSV body is not valid UTF-8") from error
+        return _read_table(lambda: scoring_server.parse_csv_input(StringIO(text), schema)), None
+    if mime_type == PARQUET_TYPE:
+        return _read_table(lambda: scoring_server.parse_parquet_input(BytesIO(body))), None
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {mime_type!r}: use {JSON_TYPE}, {CSV_TYPE} or {PARQUET_TYPE}"
+    )
+
+
+def _read_table(read: Any) -> pd.DataFrame:
+    try:
+        frame: pd.DataFrame = read()
+    except MlflowException as error:
+        raise BadRequest(_first_line(error.message)) from error
+    return frame
+
+
+def _decode_json(body: bytes, schema: Any) -> tuple[Any, dict[str, Any] | None]:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise BadRequest(
+            "the body must be a JSON object with one of the keys dataframe_split, "
+            "dataframe_records, instances or inputs"
+        )
+    data, params = scoring_server._split_data_and_params(document)
+    if params is not None and not isinstance(params, dict):
+        raise BadRequest("`params` must be a JSON object")
+    try:
+        return scoring_server.infer_and_parse_data(data, schema), params
+    except (ValueError, TypeError, KeyError) as error:
+        raise BadRequest(f"the input could not be read: {error}") from error
+
+
+def _count_rows(data: Any) -> int:
+    if isinstance(data, dict):
+        lengths = [len(value) for value in data.values() if hasattr(value, "__len__")]
+        return max(lengths, default=1)
+    if hasattr(data, "shape") and len(data.shape) > 0:
+        return int(data.shape[0])
+    return len(data) if isinstance(data, Sequence) else 1
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else "invalid input"
+
+
+def rows_of(raw: Any) -> JsonValue:
+    """A model output as JSON-able values, row-aligned for arrays and frames (as MLflow)."""
+    return _get_jsonable_obj(raw, pandas_orient="records")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(document: Any) -> bytes:
+    return orjson.dumps(document, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def log_inputs(data: Any, redact: frozenset[str]) -> dict[str, JsonValue]:
+    """The request rows as `{"columns": [...], "data": [[...]]}`, redacted columns hashed."""
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif isinstance(data, np.ndarray) and data.ndim <= 2:
+        frame = pd.DataFrame(data)
+    elif isinstance(data, dict):
+        frame = pd.DataFrame({key: list(np.asarray(value).tolist()) for key, value in data.items()})
+    else:
+        return {"columns": [], "data": [orjson.loads(dumps(data))]}
+    columns = [str(column) for column in frame.columns]
+    # tolist() keeps every float exact; the store's JSON encoder takes care of numpy scalars.
+    rows: list[list[JsonValue]] = frame.to_numpy().tolist()
+    hashed = [index for index, column in enumerate(columns) if column in redact]
+    for row in rows:
+        for index in hashed:
+            row[index] = _hash(row[index])
+    return {"columns": columns, "data": rows}
+
+
+def _hash(value: JsonValue) -> str:
+    return "sha256:" + hashlib.sha256(dumps(value)).hexdigest()

@@ -1,0 +1,97 @@
+"""Which versions sit in the champion and challenger slots, asked of the MLflow registry.
+
+`RegistryClient` is the role; `MlflowRegistryClient` talks to any tracking URI MLflow
+accepts (`http(s)://` server or `sqlite:///` store). Every call is blocking I/O: callers
+run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from contender.settings import Selector
+
+_STAGE_OF_SLOT = {"champion": "Production", "challenger": "Staging"}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """One registered model version, as the registry describes it."""
+
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRefs:
+    """What the registry says fills each slot right now."""
+
+    champion: ModelRef | None
+    challenger: ModelRef | None
+
+
+class RegistryClient(Protocol):
+    def resolve(self, name: str, selector: Selector) -> SlotRefs:
+        """Read both slots; raises when the registry cannot be reached."""
+        ...
+
+
+def _ref(version: Any) -> ModelRef:
+    return ModelRef(
+        name=version.name,
+        version=str(version.version),
+        run_id=version.run_id,
+        source=version.source,
+    )
+
+
+class MlflowRegistryClient:
+    def __init__(self, tracking_uri: str | None) -> None:
+        from mlflow import MlflowClient
+
+        # registry_uri None lets MLflow apply MLFLOW_REGISTRY_URI, then the tracking URI.
+        self._client = MlflowClient(tracking_uri=tracking_uri)
+
+    def resolve(self, name: str, selector: Selector) -> SlotRefs:
+        if selector is Selector.ALIASES:
+            return SlotRefs(self._by_alias(name, "champion"), self._by_alias(name, "challenger"))
+        return SlotRefs(self._by_stage(name, "champion"), self._by_stage(name, "challenger"))
+
+    def _by_alias(self, name: str, alias: str) -> ModelRef | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _ref(self._client.get_model_version_by_alias(name, alias))
+        except MlflowException as error:
+            if _is_missing(error):
+                return None
+            raise
+
+    def _by_stage(self, name: str, slot: str) -> ModelRef | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            with warnings.catch_warnings():
+                # Stages are deprecated in MLflow but remain SPEC's default selector.
+                warnings.simplefilter("ignore", FutureWarning)
+                versions = self._client.get_latest_versions(name, stages=[_STAGE_OF_SLOT[slot]])
+        except MlflowException as error:
+            if _is_missing(error):
+                return None
+            raise
+        if not versions:
+            return None
+        return _ref(max(versions, key=lambda version: int(version.version)))
+
+
+def _is_missing(error: Exception) -> bool:
+    code = getattr(error, "error_code", "")
+    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
