@@ -43,6 +43,13 @@ def poll_until(
     raise TimeoutError(f"gave up after {timeout_s} s waiting for {what} (last error: {last_error})")
 
 
+def run_cli(args: Sequence[str], timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a one-shot command to completion, capturing its output."""
+    return subprocess.run(
+        list(args), capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
 class Process:
     """A subprocess in its own process group, with its output captured to a file."""
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import typer
 
+from contender.cli.log import log_app
+from contender.cli.report import report
+from contender.cli.serve import serve
+
 app = typer.Typer(
     name="contender",
     help="Champion/challenger serving for models in the MLflow Model Registry.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command("serve")(serve)
+app.command("report")(report)
+app.add_typer(log_app, name="log")

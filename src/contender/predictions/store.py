@@ -100,6 +100,11 @@ def _to_json(value: Any) -> str:
     return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
+def _from_json(value: Any) -> Any:
+    # SQLite gives a JSON column NUMERIC affinity: a stored `1` comes back as the integer.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
 def _enable_wal(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets `contender report` read while the service writes, and survives crashes.
     cursor = dbapi_connection.cursor()
@@ -118,7 +123,7 @@ class SqlPredictionStore:
         if self._dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self._engine = sa.create_engine(
-            parsed, pool_pre_ping=True, json_serializer=_to_json, json_deserializer=orjson.loads
+            parsed, pool_pre_ping=True, json_serializer=_to_json, json_deserializer=_from_json
         )
         if self._dialect == "sqlite":
             sa.event.listen(self._engine, "connect", _enable_wal)
@@ -166,7 +171,8 @@ class SqlPredictionStore:
         with self._engine.connect() as connection:
             result = connection.execution_options(yield_per=5000).execute(query)
             for row in result.mappings():
-                yield dict(row)
+                # Keys come back as SQLAlchemy's `quoted_name`; JSON encoders want plain str.
+                yield {str(key): value for key, value in row.items()}
 
     def labels(self) -> dict[tuple[str, int], JsonValue]:
         with self._engine.connect() as connection:

@@ -50,6 +50,12 @@ class MlflowModelLoader:
     """Loads through `mlflow.pyfunc.load_model`, so any pyfunc flavour serves."""
 
     def __init__(self, tracking_uri: str | None, clock: Clock) -> None:
+        if tracking_uri is not None:
+            import mlflow
+
+            # Parts of MLflow's artifact download (models:/ URIs resolving to logged models)
+            # consult the process-wide tracking URI whatever is passed in; a service has one.
+            mlflow.set_tracking_uri(tracking_uri)
         self._tracking_uri = tracking_uri
         self._clock = clock
         self.downloads = 0

@@ -1,0 +1,1 @@
+"""The pieces of `bench/run.py`: installs, fixtures, servers, load, checks, output."""

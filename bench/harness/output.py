@@ -1,0 +1,136 @@
+"""Rendering a run: a Rich table, `latest.json` and `throughput.png`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.results import Measurement
+
+# One colour per server in every panel; contender in red.
+COLORS = {"mlflow": "C0", "mlserver": "C1", "mlserver-v2": "C2", "contender": "C3"}
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def print_tables(
+    console: Console, measurements: Sequence[Measurement], ratio_rows: Sequence[dict[str, Any]]
+) -> None:
+    table = Table(title="contender and its peers, same machine, same run")
+    for column in ("server", "case", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/req", "RSS MB"):
+        table.add_column(column, justify="left" if column in ("server", "case") else "right")
+    for m in measurements:
+        if m.wrk is None:
+            table.add_row(m.target, m.case.name, "[red]failed[/red]")
+            continue
+        errors = f"[red]{m.errors}[/red]" if m.errors else "0"
+        table.add_row(
+            m.target,
+            m.case.name,
+            f"{m.wrk.requests_per_s:,.0f}",
+            f"{m.wrk.p50_ms:.2f}",
+            f"{m.wrk.p99_ms:.2f}",
+            errors,
+            _num(m.cpu_ms_per_request, ".2f"),
+            _num(m.rss_mb, ",.0f"),
+        )
+    console.print(table)
+    for reason in dict.fromkeys(f"{m.target}: {m.failure}" for m in measurements if m.failure):
+        console.print(f"[red]failed[/red] {reason}", highlight=False)
+    if not ratio_rows:
+        console.print("[yellow]no contender/peer ratios: contender or every peer is missing[/]")
+        return
+    ratios = Table(title="contender ÷ peer (req/s: >1 is better; p50, p99, CPU: <1 is better)")
+    for column in ("case", "peer", "req/s", "p50", "p99", "CPU/req"):
+        ratios.add_column(column, justify="left" if column in ("case", "peer") else "right")
+    for row in ratio_rows:
+        ratios.add_row(
+            row["case"],
+            row["peer"],
+            _num(row["requests_per_s"], ".2f"),
+            _num(row["p50"], ".2f"),
+            _num(row["p99"], ".2f"),
+            _num(row["cpu_per_request"], ".2f"),
+        )
+    console.print(ratios)
+
+
+def write_json(
+    path: Path,
+    meta: dict[str, Any],
+    measurements: Sequence[Measurement],
+    ratio_rows: Sequence[dict[str, Any]],
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "meta": meta,
+        "results": [m.to_json() for m in measurements],
+        "ratios": list(ratio_rows),
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def write_chart(path: Path, measurements: Sequence[Measurement], title: str) -> None:
+    """Throughput and p99 against concurrency for one-row requests, one line per
+    server; a third panel with the 100-row case as bars (rows/s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ok = [m for m in measurements if m.wrk is not None]
+    targets = list(dict.fromkeys(m.target for m in ok))
+    colors = {t: COLORS.get(t, f"C{4 + i}") for i, t in enumerate(targets)}
+    fig, (tput, tail, batch) = plt.subplots(
+        1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [3, 3, 2]}
+    )
+    for target in targets:
+        single = sorted(
+            (m for m in ok if m.target == target and m.case.rows == 1),
+            key=lambda m: m.case.connections,
+        )
+        if not single:
+            continue
+        xs = [m.case.connections for m in single]
+        style = {"marker": "o", "label": target, "color": colors[target]}
+        tput.plot(xs, [m.wrk.requests_per_s for m in single if m.wrk], **style)
+        tail.plot(xs, [m.wrk.p99_ms for m in single if m.wrk], **style)
+    connections = sorted({m.case.connections for m in ok if m.case.rows == 1})
+    for axis, ylabel in ((tput, "requests/s (1-row requests)"), (tail, "p99 latency, ms")):
+        axis.set_xscale("log")
+        axis.set_xticks(connections or [1])
+        axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.set_xlabel("concurrent connections")
+        axis.set_ylabel(ylabel)
+        axis.grid(True, which="both", alpha=0.3)
+        if axis.lines:
+            axis.legend()
+    tail.set_yscale("log")
+    tail.yaxis.set_major_formatter(ScalarFormatter())
+    tput.set_ylim(bottom=0)
+    bars = [m for m in ok if m.case.rows > 1]
+    if bars:
+        names = [f"{m.target}\n{m.case.name}" for m in bars]
+        values = [m.wrk.requests_per_s * m.case.rows for m in bars if m.wrk]
+        batch.bar(names, values, color=[colors[m.target] for m in bars])
+        batch.set_ylabel("rows/s")
+        batch.tick_params(axis="x", labelsize=8)
+        batch.set_title("100-row requests")
+    else:
+        batch.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

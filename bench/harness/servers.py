@@ -1,0 +1,168 @@
+"""The servers under test, how to start each, and how to speak to each.
+
+| target        | server                                   | endpoint, protocol                   |
+|---------------|------------------------------------------|--------------------------------------|
+| `mlflow`      | `mlflow models serve --env-manager local` | POST /invocations, MLflow scoring    |
+| `mlserver`    | MLServer 1.7.1 + mlserver-mlflow         | POST /invocations, MLflow scoring    |
+| `mlserver-v2` | the same MLServer process                | POST /v2/models/champion/infer (V2)  |
+| `contender`   | `contender serve`, challenger weight 0   | POST /invocations, MLflow scoring    |
+
+MLServer's `/invocations` is a custom handler of its MLflow runtime that calls the
+model directly: adaptive batching (max_batch_size 32, max_batch_time 5 ms here) only
+applies on the V2 path, hence the two MLServer targets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from harness.models import COLUMNS, Registered, download_champion
+from harness.procs import Server, free_port, wait_http_ok
+
+Protocol = Literal["mlflow", "v2"]
+MLSERVER_MODEL = "champion"
+READY_DEADLINE_S = 240.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    server: str  # targets with the same server share one process
+    path: str
+    protocol: Protocol
+    description: str
+
+
+TARGETS = (
+    Target("mlflow", "mlflow", "/invocations", "mlflow", "mlflow models serve (1 uvicorn worker)"),
+    Target("mlserver", "mlserver", "/invocations", "mlflow", "MLServer 1.7.1, MLflow endpoint"),
+    Target(
+        "mlserver-v2",
+        "mlserver",
+        f"/v2/models/{MLSERVER_MODEL}/infer",
+        "v2",
+        "MLServer 1.7.1, V2 endpoint, adaptive batching 32 / 5 ms",
+    ),
+    Target("contender", "contender", "/invocations", "mlflow", "contender serve, weight 0"),
+)
+TARGET_NAMES = tuple(t.name for t in TARGETS)
+
+
+@dataclass(frozen=True)
+class Context:
+    workdir: Path
+    registered: Registered
+    mlserver_bin: Path | None
+
+
+def request_body(protocol: Protocol, rows: pd.DataFrame) -> bytes:
+    if protocol == "mlflow":
+        payload: dict[str, Any] = {
+            "dataframe_split": {"columns": COLUMNS, "data": rows[COLUMNS].to_numpy().tolist()}
+        }
+    else:
+        payload = {
+            "inputs": [
+                {"name": c, "datatype": "FP64", "shape": [len(rows)], "data": rows[c].tolist()}
+                for c in COLUMNS
+            ]
+        }
+    return json.dumps(payload).encode()
+
+
+def parse_predictions(protocol: Protocol, answer: Any) -> np.ndarray:
+    if protocol == "mlflow":
+        return np.asarray(answer["predictions"], dtype=float)
+    output = answer["outputs"][0]
+    return np.asarray(output["data"], dtype=float).reshape(output["shape"])
+
+
+def _start_mlflow(ctx: Context, port: int) -> tuple[Server, str]:
+    reg = ctx.registered
+    argv = [
+        sys.executable, "-m", "mlflow", "models", "serve",
+        "-m", f"models:/{reg.model_name}/{reg.champion_version}",
+        "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    # It execs `uvicorn` through bash: the venv's bin must be on PATH.
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    env = {"MLFLOW_TRACKING_URI": reg.tracking_uri, "PATH": path}
+    return Server("mlflow", argv, log_path=ctx.workdir / "mlflow-serve.log", env=env), "/ping"
+
+
+def _start_mlserver(ctx: Context, port: int) -> tuple[Server, str]:
+    if ctx.mlserver_bin is None:
+        raise RuntimeError("the MLServer venv was not built")
+    repo = ctx.workdir / "mlserver-repo"
+    model_dir = repo / MLSERVER_MODEL
+    model_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = download_champion(ctx.registered, model_dir / "download")
+    settings = {
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "host": "127.0.0.1",
+        "debug": False,
+    }
+    model_settings = {
+        "name": MLSERVER_MODEL,
+        "implementation": "mlserver_mlflow.MLflowRuntime",
+        "max_batch_size": 32,
+        "max_batch_time": 0.005,
+        "parameters": {"uri": str(artifacts)},
+    }
+    (repo / "settings.json").write_text(json.dumps(settings, indent=2))
+    (model_dir / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+    argv = [str(ctx.mlserver_bin), "start", str(repo)]
+    server = Server("mlserver", argv, log_path=ctx.workdir / "mlserver.log", cwd=repo)
+    return server, f"/v2/models/{MLSERVER_MODEL}/ready"
+
+
+def _start_contender(ctx: Context, port: int) -> tuple[Server, str]:
+    reg = ctx.registered
+    argv = [
+        sys.executable, "-m", "contender", "serve",
+        "--model", reg.model_name, "--tracking-uri", reg.tracking_uri,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--challenger-weight", "0",
+        "--log-store", f"sqlite:///{ctx.workdir / 'contender-log.db'}",
+    ]  # fmt: skip
+    server = Server("contender", argv, log_path=ctx.workdir / "contender.log", cwd=ctx.workdir)
+    return server, "/ready"
+
+
+STARTERS: dict[str, Callable[[Context, int], tuple[Server, str]]] = {
+    "mlflow": _start_mlflow,
+    "mlserver": _start_mlserver,
+    "contender": _start_contender,
+}
+
+
+def start(server_name: str, ctx: Context) -> tuple[Server, str]:
+    """Start a server and wait until it is ready; returns it and its base URL."""
+    port = free_port()
+    server, ready_path = STARTERS[server_name](ctx, port)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(base_url + ready_path, server, deadline_s=READY_DEADLINE_S)
+    except BaseException:
+        server.stop()
+        raise
+    return server, base_url
+
+
+def servers_for(targets: Sequence[Target]) -> list[tuple[str, list[Target]]]:
+    """Group targets by server, in the order of TARGETS."""
+    grouped: dict[str, list[Target]] = {}
+    for target in targets:
+        grouped.setdefault(target.server, []).append(target)
+    return list(grouped.items())

@@ -1,0 +1,310 @@
+"""contender against its peers: throughput, latency, CPU and memory, in one run.
+
+    .venv/bin/python bench/run.py [--servers mlflow,mlserver,mlserver-v2,contender]
+                                  [--cases 1row-c1,1row-c8,1row-c64,100row-c8]
+                                  [--duration 20] [--warmup 3] [--profile]
+
+What it does, in order:
+1. installs what is missing: Debian's `wrk`, and `bench/.mlserver-venv` (MLServer);
+2. starts a private MLflow tracking server in a temporary directory, trains and
+   registers a champion (Production) and a challenger (Staging);
+3. for each server in turn: start it, then for each case a warm-up, an answer check
+   (predictions against the champion's own predict_proba), a measured wrk run
+   (CPU and RSS of the server's process tree read from /proc around it); stop it;
+4. prints a table and contender's ratios against each peer, writes
+   `bench/results/latest.json` and `bench/results/throughput.png`.
+
+Every process it starts runs in its own session and is stopped in a `finally`,
+on errors, Ctrl-C and SIGTERM alike. A server that fails to start is reported and
+the others are still measured. With `--profile`, py-spy records a flamegraph of
+each measured run (`bench/results/flame-<server>-<case>.svg`); those runs are
+slower, so their figures are marked as profiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+
+# `python bench/run.py` puts bench/ on sys.path; the harness package lives there.
+from harness import install
+from harness.answers import check_answers
+from harness.load import DEFAULT_CASES, Case, run_wrk
+from harness.models import Registered, start_tracking_server, train_and_register
+from harness.output import print_tables, write_chart, write_json
+from harness.procs import Server, ServerFailed
+from harness.results import Measurement, failed, from_json, ratios
+from harness.servers import (
+    TARGET_NAMES,
+    TARGETS,
+    Context,
+    Target,
+    request_body,
+    servers_for,
+    start,
+)
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+MLSERVER_VENV = BENCH_DIR / ".mlserver-venv"
+# Piped output (make, CI logs) would otherwise wrap at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=120)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--servers",
+        default=",".join(TARGET_NAMES),
+        help=f"comma-separated subset of {', '.join(TARGET_NAMES)} (default: all)",
+    )
+    parser.add_argument(
+        "--cases",
+        default=",".join(c.name for c in DEFAULT_CASES),
+        help="comma-separated <rows>row-c<connections> load shapes (default: %(default)s)",
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per run")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--profile", action="store_true", help="py-spy flamegraph of each run")
+    parser.add_argument("--keep-workdir", action="store_true", help="keep logs and stores")
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="measure nothing: print the tables and redraw the chart from results/latest.json",
+    )
+    args = parser.parse_args(argv)
+    args.targets = _pick_targets(parser, args.servers)
+    args.case_list = _parse_cases(parser, args.cases)
+    return args
+
+
+def _pick_targets(parser: argparse.ArgumentParser, spec: str) -> list[Target]:
+    wanted = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(TARGET_NAMES))
+    if unknown or not wanted:
+        parser.error(f"--servers: unknown {unknown}; choose from {', '.join(TARGET_NAMES)}")
+    return [t for t in TARGETS if t.name in wanted]
+
+
+def _parse_cases(parser: argparse.ArgumentParser, spec: str) -> list[Case]:
+    cases = []
+    for name in (s.strip() for s in spec.split(",") if s.strip()):
+        rows, _, connections = name.partition("row-c")
+        if not (rows.isdigit() and connections.isdigit()):
+            parser.error(f"--cases: {name!r} is not like 1row-c8")
+        cases.append(Case(int(rows), int(connections)))
+    return cases
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        return _replot(args.results_dir)
+    # SIGTERM unwinds like Ctrl-C, so every `finally` below stops its processes.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    wrk = install.ensure_wrk()
+    mlserver_bin = None
+    if any(t.server == "mlserver" for t in args.targets):
+        mlserver_bin = install.ensure_mlserver_venv(MLSERVER_VENV)
+    py_spy = _py_spy() if args.profile else None
+    with _workdir(args.keep_workdir) as workdir:
+        console.print(f"work directory: {workdir}")
+        tracking, tracking_uri = start_tracking_server(workdir)
+        try:
+            registered = train_and_register(tracking_uri)
+            ctx = Context(workdir, registered, mlserver_bin)
+            measurements = _measure_all(args, ctx, wrk, py_spy)
+        finally:
+            tracking.stop()
+    ratio_rows = ratios(measurements)
+    print_tables(console, measurements, ratio_rows)
+    meta = _meta(args, registered)
+    write_json(args.results_dir / "latest.json", meta, measurements, ratio_rows)
+    write_chart(args.results_dir / "throughput.png", measurements, _chart_title(meta))
+    console.print(f"wrote {args.results_dir / 'latest.json'} and throughput.png")
+    return 1 if any(m.failure or m.errors for m in measurements) else 0
+
+
+def _replot(results_dir: Path) -> int:
+    document = json.loads((results_dir / "latest.json").read_text())
+    measurements = [from_json(m) for m in document["results"]]
+    print_tables(console, measurements, ratios(measurements))
+    write_chart(results_dir / "throughput.png", measurements, _chart_title(document["meta"]))
+    console.print(f"redrew {results_dir / 'throughput.png'}")
+    return 0
+
+
+def _chart_title(meta: dict[str, Any]) -> str:
+    return (
+        f"contender bench, {meta['started_at'][:16]}, {meta['duration_s']:.0f} s per run, "
+        f"{meta['cpu_count']} cores shared with wrk"
+    )
+
+
+@contextlib.contextmanager
+def _workdir(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="contender-bench-"))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _measure_all(
+    args: argparse.Namespace, ctx: Context, wrk: str, py_spy: str | None
+) -> list[Measurement]:
+    measurements: list[Measurement] = []
+    for server_name, targets in servers_for(args.targets):
+        console.rule(f"{server_name}")
+        try:
+            server, base_url = start(server_name, ctx)
+        except Exception as exc:
+            if isinstance(exc, ServerFailed):
+                console.print(exc.log_tail, markup=False, highlight=False)
+            console.print(f"[red]{server_name} did not start:[/red] {exc}")
+            reason = f"did not start: {exc}"[:200]
+            measurements += [failed(t.name, c, reason) for t in targets for c in args.case_list]
+            continue
+        try:
+            for target in targets:
+                for case in args.case_list:
+                    m = _measure(args, ctx, server, base_url, target, case, wrk, py_spy)
+                    measurements.append(m)
+        finally:
+            server.stop()
+    return measurements
+
+
+def _measure(
+    args: argparse.Namespace,
+    ctx: Context,
+    server: Server,
+    base_url: str,
+    target: Target,
+    case: Case,
+    wrk: str,
+    py_spy: str | None,
+) -> Measurement:
+    body_file = ctx.workdir / f"body-{target.protocol}-{case.rows}.json"
+    body_file.write_bytes(request_body(target.protocol, ctx.registered.sample.head(case.rows)))
+    url = base_url + target.path
+    try:
+        if args.warmup > 0:
+            run_wrk(wrk, url, body_file, connections=case.connections, duration_s=args.warmup)
+        check = check_answers(base_url, target, ctx.registered)
+        for message in check.messages:
+            console.print(f"[red]answer mismatch[/red] {message}")
+        load_average = os.getloadavg()[0]
+        before = server.sample()
+        profiler, svg = _start_profiler(py_spy, server, target, case, args)
+        result = run_wrk(
+            wrk, url, body_file, connections=case.connections, duration_s=args.duration
+        )
+        after = server.sample()
+        if profiler is not None:
+            profiler.wait(timeout=60)
+    except Exception as exc:
+        console.print(f"[red]{target.name} {case.name} failed:[/red] {exc}")
+        return failed(target.name, case, str(exc).splitlines()[0][:200])
+    cpu_ms = (after.cpu_s - before.cpu_s) * 1000 / result.requests if result.requests else None
+    console.print(
+        f"{target.name:12} {case.name:10} {result.requests_per_s:8.0f} req/s  "
+        f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+        f"  mismatches {check.mismatches}"
+    )
+    return Measurement(
+        target=target.name,
+        case=case,
+        wrk=result,
+        cpu_ms_per_request=cpu_ms,
+        rss_mb=after.rss_bytes / 2**20,
+        server_processes=after.processes,
+        answer_checks=check.requests,
+        answer_mismatches=check.mismatches,
+        profile_svg=svg,
+        load_average_1m=load_average,
+    )
+
+
+def _py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/python -m pip install py-spy")
+    return found
+
+
+def _start_profiler(
+    py_spy: str | None, server: Server, target: Target, case: Case, args: argparse.Namespace
+) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    if py_spy is None:
+        return None, None
+    svg = args.results_dir / f"flame-{target.name}-{case.name}.svg"
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        py_spy, "record", "--pid", str(server.pid), "--subprocesses", "--nonblocking",
+        "--duration", str(max(1, round(args.duration))), "--rate", "200",
+        "--format", "flamegraph", "--output", str(svg),
+    ]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL), str(svg)
+
+
+def _meta(args: argparse.Namespace, registered: Registered) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "profiled": bool(args.profile),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "wrk": "1 thread, closed loop (connections = concurrency), on the same 2 cores",
+        "mlflow": md.version("mlflow"),
+        "scikit_learn": md.version("scikit-learn"),
+        "mlserver": "1.7.1 (max_batch_size 32, max_batch_time 0.005 s, default workers)",
+        "model": f"{registered.model_name} v{registered.champion_version} "
+        "LogisticRegression, predict_proba, 20 float features",
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        done = subprocess.run(
+            ["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+    return None
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; every started process was stopped[/yellow]")
+        sys.exit(130)

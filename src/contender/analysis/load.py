@@ -1,0 +1,407 @@
+"""Read one model's prediction log and labels from the store, fast, as `LoggedRows`.
+
+The store's own `iter_records` builds a dict per record, which is too slow for a million
+records; this reader asks SQL for only the columns the report needs, gets the JSON
+columns back as text and parses them in one `orjson` call per column.
+
+Which records: those of `model` (since `since`) whose champion version is the latest one
+that ran against a challenger, and whose challenger is that same latest challenger or was
+not invoked. After a promotion the log holds records of an older pair; mixing two pairs
+would compare models that are not the ones a verdict is about, so older pairs are left
+out and counted in `n_requests_other_versions`.
+
+Failure modes, each a `ConfigError` with a one-line message: the SQLite file does not
+exist (it is never created here), the database is unreachable or has no prediction log,
+no record matches, a prediction or label is not a number.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import chain, compress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import sqlalchemy as sa
+
+from contender.analysis.data import ArmLog, FloatArray, IntArray, LoggedRows
+from contender.analysis.data import row_offsets_from_counts as _offsets
+from contender.analysis.labels import place_labels, values_to_floats
+from contender.errors import ConfigError
+from contender.predictions.store import feedback_table, predictions_table
+
+_P = predictions_table.c
+
+
+@dataclass(frozen=True)
+class VersionGroup:
+    """Records of one (champion, challenger) version pair, from a GROUP BY."""
+
+    champion: str | None
+    challenger: str | None
+    n_records: int
+    last_timestamp: str
+
+
+@dataclass(frozen=True)
+class VersionPair:
+    champion: str | None
+    challenger: str | None
+    n_other: int
+    """Records of the model that belong to other pairs."""
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO date or datetime; naive values are taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError as error:
+        raise ConfigError(f"--since {text!r} is not an ISO date or datetime") from error
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def since_bound(since: datetime) -> str:
+    # Stored timestamps are UTC ISO strings with microseconds; without a zone suffix the
+    # bound sorts right against both "...+00:00" and "...Z" spellings.
+    return since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def _shown(url: str | sa.URL) -> str:
+    """The URL for messages, password masked."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def open_engine(url: str) -> sa.Engine:
+    """An engine for an existing store; refuses to create a missing SQLite file."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as error:
+        raise ConfigError(f"log store {url!r} is not a database URL") from error
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"log store {_shown(parsed)!r}: use sqlite:///path.db or postgresql://..."
+        )
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and not Path(parsed.database or "").is_file():
+        raise ConfigError(f"log store not found: {parsed.database or url}")
+    return sa.create_engine(parsed)
+
+
+def choose_version_pair(groups: list[VersionGroup]) -> VersionPair:
+    """The newest pair that ran with a challenger, else the newest champion alone."""
+    with_challenger = [g for g in groups if g.challenger is not None]
+    candidates = with_challenger or groups
+    latest = max(candidates, key=lambda g: g.last_timestamp)
+    challenger = latest.challenger if with_challenger else None
+    kept = sum(
+        g.n_records
+        for g in groups
+        if g.champion == latest.champion and g.challenger in (challenger, None)
+    )
+    total = sum(g.n_records for g in groups)
+    return VersionPair(latest.champion, challenger, total - kept)
+
+
+def _model_filter(model: str, since: datetime | None) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = [_P.model_name == model]
+    if since is not None:
+        clauses.append(_P.timestamp >= since_bound(since))
+    return clauses
+
+
+def _pair_filter(pair: VersionPair) -> list[sa.ColumnElement[bool]]:
+    champion = _P.champion_version
+    same_champion = champion.is_(None) if pair.champion is None else champion == pair.champion
+    challenger_ok: sa.ColumnElement[bool] = _P.challenger_version.is_(None)
+    if pair.challenger is not None:
+        challenger_ok = sa.or_(challenger_ok, _P.challenger_version == pair.challenger)
+    return [same_champion, challenger_ok]
+
+
+def fetch_tuples(connection: sa.Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+    """Plain DB-API tuples: SQLAlchemy's Row objects cost about a second per million."""
+    compiled = query.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    params: Any = compiled.params
+    if compiled.positional:
+        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _version_groups(connection: sa.Connection, where: list[Any]) -> list[VersionGroup]:
+    query = (
+        sa.select(
+            _P.champion_version,
+            _P.challenger_version,
+            sa.func.count(),
+            sa.func.max(_P.timestamp),
+        )
+        .where(*where)
+        .group_by(_P.champion_version, _P.challenger_version)
+    )
+    return [VersionGroup(*row) for row in fetch_tuples(connection, query)]
+
+
+def _text(column: sa.Column[Any]) -> sa.ColumnElement[str]:
+    # As text, so SQLAlchemy does not parse a million JSON values one by one.
+    return sa.cast(column, sa.Text)
+
+
+def _record_query(dialect: str, where: list[Any]) -> sa.Select[Any]:
+    # A stable order makes a seeded report reproducible. SQLite's rowid order is free;
+    # sorting by timestamp there would cost seconds per million records.
+    order = sa.literal_column("rowid") if dialect == "sqlite" else _P.request_id
+    return (
+        sa.select(
+            _P.request_id,
+            _P.served_by,
+            _P.fallback,
+            _text(_P.champion_predictions),
+            _P.champion_latency_ms,
+            _P.champion_error.is_not(None),
+            _P.challenger_version.is_not(None) | _P.challenger_error.is_not(None),
+            _text(_P.challenger_predictions),
+            _P.challenger_latency_ms,
+            _P.challenger_error.is_not(None),
+        )
+        .where(*where)
+        .order_by(order)
+    )
+
+
+def _label_query(where: list[Any]) -> sa.Select[Any]:
+    feedback = feedback_table.c
+    return (
+        sa.select(feedback.request_id, feedback.row, _text(feedback.label))
+        .join(predictions_table, _P.request_id == feedback.request_id)
+        .where(*where)
+    )
+
+
+def _input_row_counts(connection: sa.Connection, request_ids: list[str]) -> dict[str, int]:
+    """Rows per request from the logged inputs, for the few requests that need it."""
+    counts: dict[str, int] = {}
+    for start in range(0, len(request_ids), 500):
+        chunk = request_ids[start : start + 500]
+        query = sa.select(_P.request_id, _text(_P.inputs)).where(_P.request_id.in_(chunk))
+        for request_id, text in fetch_tuples(connection, query):
+            inputs = orjson.loads(text) if text else None
+            data = inputs.get("data") if isinstance(inputs, dict) else None
+            counts[request_id] = len(data) if isinstance(data, list) else 0
+    return counts
+
+
+def parse_json_column(texts: tuple[str | None, ...] | list[str | None]) -> list[Any]:
+    """JSON texts (SQL NULL as None) -> values, in one parser call."""
+    joined = ",".join("null" if text is None else text for text in texts)
+    return list(orjson.loads(f"[{joined}]"))
+
+
+def list_lengths(parsed: list[Any]) -> IntArray:
+    """Per request: the length of its prediction list, -1 when it is not a list."""
+    return np.fromiter(
+        (len(p) if type(p) is list else -1 for p in parsed), dtype=np.int64, count=len(parsed)
+    )
+
+
+def _row_score(row: Any) -> Any:
+    if type(row) is list:
+        return row[-1] if row else None
+    return row
+
+
+def flatten_scores(
+    parsed: list[Any], counts: IntArray, lengths: IntArray | None = None
+) -> tuple[FloatArray, bool]:
+    """Row-aligned predictions per request -> one score per row (NaN where unusable).
+
+    A list-valued row is a classifier's class probabilities: its score is the last
+    (positive) column. A request whose predictions are not a list with one entry per
+    input row gets NaN for all its rows.
+    """
+    aligned = (list_lengths(parsed) if lengths is None else lengths) == counts
+    rows = list(chain.from_iterable(compress(parsed, aligned.tolist())))
+    list_valued = any(type(row) is list for row in rows)
+    scores = np.full(int(counts.sum()), np.nan)
+    try:
+        values = np.asarray([_row_score(row) for row in rows] if list_valued else rows, float)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(
+            "predictions are not numeric: the report compares binary classifiers "
+            "(probabilities or 0/1) and regressors"
+        ) from error
+    scores[np.repeat(aligned, counts)] = values
+    return scores, list_valued
+
+
+def _arm(
+    version: str | None,
+    parsed: list[Any],
+    lengths: IntArray,
+    latency_ms: tuple[Any, ...],
+    failed: tuple[Any, ...],
+    invoked: tuple[Any, ...] | None,
+    counts: IntArray,
+) -> ArmLog:
+    """One arm's columns; `invoked` None means always invoked (the champion)."""
+    failed_arr = np.asarray(failed, dtype=bool)
+    if invoked is None:
+        invoked_arr = np.ones(len(parsed), dtype=bool)
+    else:
+        invoked_arr = (lengths >= 0) | failed_arr | np.asarray(invoked, dtype=bool)
+    scores, list_valued = flatten_scores(parsed, counts, lengths)
+    # A failed arm's output is not trusted even if some was logged.
+    scores[np.repeat(failed_arr, counts)] = np.nan
+    return ArmLog(
+        version=version,
+        invoked=invoked_arr,
+        failed=failed_arr,
+        latency_ms=np.asarray(latency_ms, dtype=np.float64),  # None -> NaN
+        scores=scores,
+        list_valued=list_valued,
+    )
+
+
+def _row_counts(
+    connection: sa.Connection,
+    request_ids: tuple[str, ...],
+    champion_lengths: IntArray,
+    challenger_lengths: IntArray,
+) -> IntArray:
+    """Rows per request. The predictions tell, except when neither model logged a list
+    or the two disagree; those few requests are counted from their inputs."""
+    counts = np.where(champion_lengths >= 0, champion_lengths, challenger_lengths)
+    unknown = (counts < 0) | (
+        (challenger_lengths >= 0)
+        & (champion_lengths >= 0)
+        & (champion_lengths != challenger_lengths)
+    )
+    if unknown.any():
+        from_inputs = _input_row_counts(
+            connection, [request_ids[i] for i in np.flatnonzero(unknown)]
+        )
+        for i in np.flatnonzero(unknown):
+            counts[i] = from_inputs.get(request_ids[i], 0)
+    return counts
+
+
+def _build_rows(
+    connection: sa.Connection, model: str, pair: VersionPair, records: Sequence[Any]
+) -> LoggedRows:
+    (
+        request_ids,
+        served_by,
+        fallback,
+        champion_predictions,
+        champion_latency,
+        champion_failed,
+        challenger_invoked,
+        challenger_predictions,
+        challenger_latency,
+        challenger_failed,
+    ) = zip(*records, strict=True)
+    champion_parsed = parse_json_column(champion_predictions)
+    challenger_parsed = parse_json_column(challenger_predictions)
+    champion_lengths = list_lengths(champion_parsed)
+    challenger_lengths = list_lengths(challenger_parsed)
+    counts = _row_counts(connection, request_ids, champion_lengths, challenger_lengths)
+    return LoggedRows(
+        model=model,
+        request_ids=np.asarray(request_ids, dtype=object),
+        challenger_served=np.asarray(served_by, dtype=object) == "challenger",
+        fallback=np.asarray(fallback, dtype=bool),
+        row_offsets=_offsets(counts),
+        labels=np.full(int(counts.sum()), np.nan),
+        champion=_arm(
+            pair.champion,
+            champion_parsed,
+            champion_lengths,
+            champion_latency,
+            champion_failed,
+            None,
+            counts,
+        ),
+        challenger=_arm(
+            pair.challenger,
+            challenger_parsed,
+            challenger_lengths,
+            challenger_latency,
+            challenger_failed,
+            challenger_invoked,
+            counts,
+        ),
+        n_requests_other_versions=pair.n_other,
+    )
+
+
+def _store_labels(connection: sa.Connection, where: list[Any], rows: LoggedRows) -> FloatArray:
+    fetched = fetch_tuples(connection, _label_query(where))
+    if not fetched:
+        return rows.labels
+    ids, row_numbers, texts = zip(*fetched, strict=True)
+    values = values_to_floats(parse_json_column(texts), "label in the store")
+    return place_labels(rows, pd.Index(ids), np.asarray(row_numbers, dtype=np.int64), values)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Millions of small lists and tuples make the cyclic collector rescan the heap over
+    # and over (7x slower parsing here); the reader creates no reference cycles.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def load_logged_rows(url: str, model: str, since: datetime | None = None) -> LoggedRows:
+    """Read the model's records and stored labels (see the module docstring)."""
+    engine = open_engine(url)
+    try:
+        with engine.connect() as connection, _gc_paused():
+            return _load(connection, engine.dialect.name, model, since)
+    except sa.exc.OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise ConfigError(f"cannot read the log store {_shown(url)!r}: {reason}") from error
+    except sa.exc.ProgrammingError as error:
+        raise ConfigError(f"log store {_shown(url)!r} holds no prediction log") from error
+    finally:
+        engine.dispose()
+
+
+def _load(
+    connection: sa.Connection, dialect: str, model: str, since: datetime | None
+) -> LoggedRows:
+    if not sa.inspect(connection).has_table(predictions_table.name):
+        raise ConfigError("the log store holds no prediction log (no `predictions` table)")
+    where = _model_filter(model, since)
+    groups = _version_groups(connection, where)
+    if not groups:
+        window = f" since {since_bound(since)}" if since is not None else ""
+        raise ConfigError(f"no logged records for model {model!r}{window}")
+    pair = choose_version_pair(groups)
+    where = [*where, *_pair_filter(pair)]
+    records = fetch_tuples(connection, _record_query(dialect, where))
+    rows = _build_rows(connection, model, pair, records)
+    if sa.inspect(connection).has_table(feedback_table.name):
+        rows = rows.with_labels(_store_labels(connection, where, rows))
+    return rows

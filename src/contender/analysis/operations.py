@@ -1,0 +1,91 @@
+"""How each model ran: volume, errors, latency, and the two guardrails of the verdict.
+
+- `n`: requests the model was invoked on; `error_rate`: the share of those it failed.
+- `latency_ms`: percentiles of the latencies it logged on those requests.
+- `fallback_count`: requests the challenger should have served but failed, so the
+  champion's answer went out; counted against the challenger (the champion's is 0).
+- Guardrails compare the two on the *paired requests* (both invoked), so traffic the
+  challenger never saw (testing off) cannot flatter or hurt it:
+  - latency: challenger p99 / champion p99 must not exceed `max_latency_ratio`;
+  - errors: the challenger must not fail significantly more often (one-sided exact
+    test on requests where exactly one of them failed, p < 0.05 fails the guardrail).
+  A ratio that cannot be computed (no latencies logged) does not fail the guardrail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from contender.analysis.data import ArmLog, LoggedRows
+from contender.analysis.metrics import LatencySummary, latency_summary
+from contender.analysis.paired_tests import excess_failure_p_value
+
+GUARDRAIL_ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class ArmOperations:
+    version: str | None
+    n: int
+    n_rows_scored: int
+    error_rate: float
+    fallback_count: int
+    latency_ms: LatencySummary
+
+
+@dataclass(frozen=True)
+class ServedShare:
+    champion: float
+    challenger: float
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    n_paired_requests: int
+    latency_p99_ratio: float
+    max_latency_ratio: float
+    error_rate_p_value: float
+    """One-sided: small when the challenger fails more often than the champion."""
+
+    @property
+    def latency_ok(self) -> bool:
+        return not self.latency_p99_ratio > self.max_latency_ratio  # NaN passes
+
+    @property
+    def errors_ok(self) -> bool:
+        return not self.error_rate_p_value < GUARDRAIL_ALPHA
+
+
+def arm_operations(arm: ArmLog, fallback_count: int) -> ArmOperations:
+    n = int(arm.invoked.sum())
+    failed = int((arm.failed & arm.invoked).sum())
+    return ArmOperations(
+        version=arm.version,
+        n=n,
+        n_rows_scored=int((~np.isnan(arm.scores)).sum()),
+        error_rate=failed / n if n else float("nan"),
+        fallback_count=fallback_count,
+        latency_ms=latency_summary(arm.latency_ms[arm.invoked]),
+    )
+
+
+def served_share(rows: LoggedRows) -> ServedShare:
+    challenger = float(rows.challenger_served.mean()) if rows.n_requests else float("nan")
+    return ServedShare(champion=1.0 - challenger, challenger=challenger)
+
+
+def guardrails(rows: LoggedRows, max_latency_ratio: float) -> Guardrails:
+    paired = rows.champion.invoked & rows.challenger.invoked
+    champion_p99 = latency_summary(rows.champion.latency_ms[paired]).p99
+    challenger_p99 = latency_summary(rows.challenger.latency_ms[paired]).p99
+    ratio = challenger_p99 / champion_p99 if champion_p99 > 0 else float("nan")
+    return Guardrails(
+        n_paired_requests=int(paired.sum()),
+        latency_p99_ratio=ratio,
+        max_latency_ratio=max_latency_ratio,
+        error_rate_p_value=excess_failure_p_value(
+            rows.champion.failed[paired], rows.challenger.failed[paired]
+        ),
+    )

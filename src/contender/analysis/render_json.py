@@ -1,0 +1,100 @@
+"""The `report --json` object of SPEC section 5, plus a few extra fields.
+
+SPEC keys: `model`, `n_requests`, `n_rows`, `n_labeled`, `served_share`, `agreement`,
+`champion` / `challenger` (`version`, `n`, `error_rate`, `latency_ms` {p50, p95, p99}
+and, with labels, each metric with `<metric>_ci`), `difference` and `verdict`.
+Extras: `task`, `threshold`, `primary_metric`, `n_paired`, `n_requests_other_versions`,
+per arm `n_rows_scored`, `fallback_count`, `log_loss`; per difference `test` and
+`ci_method`; `guardrails`, `verdict_reason`, `seed`. NaN (undefined) is written `null`.
+
+Meanings: `n_labeled` counts labeled rows both models scored (the rows of every quality
+metric and of the `--min-labeled` rule); an arm's `n` counts the requests it was invoked
+on, the denominator of its `error_rate`; `agreement` is over all rows both scored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+from contender.analysis.operations import ArmOperations
+from contender.analysis.quality import Estimate
+from contender.analysis.report import Report
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _pair(values: tuple[float, float]) -> list[float | None]:
+    return [_number(values[0]), _number(values[1])]
+
+
+def _arm(operations: ArmOperations, metrics: dict[str, Estimate]) -> dict[str, Any]:
+    latency = operations.latency_ms
+    arm: dict[str, Any] = {
+        "version": operations.version,
+        "n": operations.n,
+        "n_rows_scored": operations.n_rows_scored,
+        "error_rate": _number(operations.error_rate),
+        "fallback_count": operations.fallback_count,
+        "latency_ms": {
+            "p50": _number(latency.p50),
+            "p95": _number(latency.p95),
+            "p99": _number(latency.p99),
+        },
+    }
+    for name, estimate in metrics.items():
+        arm[name] = _number(estimate.value)
+        arm[f"{name}_ci"] = _pair(estimate.ci)
+    return arm
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    quality = report.quality
+    guardrails = report.guardrails
+    return {
+        "model": report.model,
+        "task": str(report.task),
+        "threshold": report.threshold,
+        "primary_metric": report.primary_metric,
+        "n_requests": report.n_requests,
+        "n_rows": report.n_rows,
+        "n_paired": report.n_paired,
+        "n_labeled": report.n_labeled,
+        "n_requests_other_versions": report.n_requests_other_versions,
+        "served_share": {
+            "champion": _number(report.served_share.champion),
+            "challenger": _number(report.served_share.challenger),
+        },
+        "agreement": _number(report.agreement),
+        "champion": _arm(report.champion, quality.champion if quality else {}),
+        "challenger": _arm(report.challenger, quality.challenger if quality else {}),
+        "difference": {
+            name: {
+                "estimate": _number(difference.estimate),
+                "ci": _pair(difference.ci),
+                "p_value": _number(difference.p_value),
+                "test": difference.test,
+                "ci_method": difference.ci_method,
+            }
+            for name, difference in (quality.differences.items() if quality else [])
+        },
+        "guardrails": {
+            "n_paired_requests": guardrails.n_paired_requests,
+            "latency_p99_ratio": _number(guardrails.latency_p99_ratio),
+            "max_latency_ratio": guardrails.max_latency_ratio,
+            "latency_ok": guardrails.latency_ok,
+            "error_rate_p_value": _number(guardrails.error_rate_p_value),
+            "errors_ok": guardrails.errors_ok,
+        },
+        "verdict": report.verdict.decision.value,
+        "verdict_reason": report.verdict.reason,
+        "seed": report.seed,
+    }
+
+
+def report_to_json(report: Report) -> str:
+    return orjson.dumps(report_to_dict(report), option=orjson.OPT_INDENT_2).decode()

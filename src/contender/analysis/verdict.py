@@ -1,0 +1,123 @@
+"""The verdict: `promote`, `keep` or `inconclusive`, and the reason in words.
+
+The rule, applied in this order:
+
+1. No row was scored by both models -> **inconclusive**.
+2. Fewer than `min_labeled` labeled rows scored by both -> **inconclusive** (too little
+   evidence to judge quality).
+3. The primary metric (`--metric`; default AUC for classifiers, RMSE for regressors)
+   cannot be computed (say, one class only among the labels) -> **inconclusive**.
+4. The 95 % interval of the primary metric's difference (challenger minus champion) lies
+   entirely on the worse side of 0 -> **keep**.
+5. A guardrail fails -> **keep**: the challenger fails significantly more often than the
+   champion (one-sided exact test, p < 0.05), or its p99 latency exceeds
+   `max_latency_ratio` times the champion's, both on the requests both served.
+6. The interval lies entirely on the better side of 0 -> **promote**.
+7. Otherwise (the interval contains 0) -> **inconclusive**.
+
+"Better" is higher for auc, precision, recall and accuracy, lower for log_loss, rmse, mae.
+Identical models give a zero-width interval at 0, hence never `promote`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from contender.analysis import formatting as fmt
+from contender.analysis.operations import GUARDRAIL_ALPHA, Guardrails
+from contender.analysis.quality import Difference
+from contender.analysis.task import HIGHER_IS_BETTER
+
+
+class Decision(StrEnum):
+    PROMOTE = "promote"
+    KEEP = "keep"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the rule reads."""
+
+    primary_metric: str
+    difference: Difference | None
+    n_paired: int
+    n_labeled: int
+    min_labeled: int
+    guardrails: Guardrails
+
+
+def _describe(metric: str, difference: Difference) -> str:
+    lo, hi = difference.ci
+    return (
+        f"{metric} difference {fmt.signed(difference.estimate)} "
+        f"(95% CI {fmt.signed(lo)} to {fmt.signed(hi)}, {fmt.p_equals(difference.p_value)})"
+    )
+
+
+def _guardrail_failures(guardrails: Guardrails) -> list[str]:
+    failures = []
+    if not guardrails.errors_ok:
+        failures.append(
+            f"challenger fails more often than the champion "
+            f"({fmt.p_equals(guardrails.error_rate_p_value)}, limit {GUARDRAIL_ALPHA})"
+        )
+    if not guardrails.latency_ok:
+        failures.append(
+            f"challenger p99 latency is {guardrails.latency_p99_ratio:.2f}x the champion's "
+            f"(limit {guardrails.max_latency_ratio:g}x)"
+        )
+    return failures
+
+
+def _side(metric: str, difference: Difference) -> int:
+    """+1 when the interval is entirely better, -1 entirely worse, 0 when it holds 0."""
+    lo, hi = difference.ci
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    if lo > 0:
+        return sign
+    if hi < 0:
+        return -sign
+    return 0
+
+
+def decide(evidence: Evidence) -> Verdict:
+    """Apply the rule in the module docstring."""
+    metric, difference = evidence.primary_metric, evidence.difference
+    if evidence.n_paired == 0:
+        return Verdict(
+            Decision.INCONCLUSIVE,
+            "no row was scored by both models (is a challenger loaded, with testing on?)",
+        )
+    if evidence.n_labeled < evidence.min_labeled:
+        count = f"only {evidence.n_labeled}" if evidence.n_labeled else "no"
+        return Verdict(
+            Decision.INCONCLUSIVE,
+            f"{count} labeled rows scored by both models (at least {evidence.min_labeled} "
+            "needed: send ground truth to /feedback or pass --labels)",
+        )
+    if difference is None or any(math.isnan(v) for v in (difference.estimate, *difference.ci)):
+        return Verdict(Decision.INCONCLUSIVE, f"{metric} cannot be computed on the labeled rows")
+    described = _describe(metric, difference)
+    side = _side(metric, difference)
+    failures = _guardrail_failures(evidence.guardrails)
+    if side < 0:
+        return Verdict(Decision.KEEP, "; ".join([f"challenger is worse: {described}", *failures]))
+    if failures:
+        return Verdict(Decision.KEEP, "; ".join([*failures, described]))
+    if side > 0:
+        return Verdict(
+            Decision.PROMOTE,
+            f"challenger is better: {described}; guardrails pass "
+            f"(p99 latency ratio {evidence.guardrails.latency_p99_ratio:.2f}, "
+            f"error rate test {fmt.p_equals(evidence.guardrails.error_rate_p_value)})",
+        )
+    return Verdict(Decision.INCONCLUSIVE, f"no significant difference: {described}")

@@ -1,0 +1,154 @@
+"""Bad input, no champion, a local sqlite registry, graceful stop, export."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import httpx2 as httpx
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from sklearn.linear_model import LogisticRegression
+
+from tests.integration import models
+from tests.integration.conftest import STAGES_MODEL, Registered, Service, ServiceFactory
+from tests.integration.test_serving import send_all, split_body, stored_records
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def strict(start_service: ServiceFactory, registered: Registered, mlflow_url: str) -> Service:
+    return start_service(
+        "--model", STAGES_MODEL, "--tracking-uri", mlflow_url,
+        "--max-rows", "5", "--max-body-bytes", "4096", "--redact", "f1",
+    )  # fmt: skip
+
+
+def post(url: str, content: bytes, content_type: str | None = "application/json") -> httpx.Response:
+    headers = {"Content-Type": content_type} if content_type else {}
+    return httpx.post(f"{url}/invocations", content=content, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "names"),
+    [
+        (b"{not json", "application/json", 400, "JSON"),
+        (b'{"dataframe_split": {"columns": ["f0", "f1", "f2"], "data": [[1, 2, 3]]}}',
+         "application/json", 400, "f3"),
+        (b'{"dataframe_records": [{"f0": "x", "f1": 1, "f2": 1, "f3": 1}]}',
+         "application/json", 400, "f0"),
+        (b'{"rows": []}', "application/json", 400, "dataframe_split"),
+        (b"<xml/>", "application/xml", 415, "application/xml"),
+        (b"{}", None, 415, "Content-Type"),
+        (json.dumps({"dataframe_records": [{"f0": 1, "f1": 1, "f2": 1, "f3": 1}] * 6}).encode(),
+         "application/json", 413, "--max-rows"),
+        (b" " * 5000, "application/json", 413, "--max-body-bytes"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_a_json_error_that_names_the_problem(
+    strict: Service, content: bytes, content_type: str | None, status: int, names: str
+) -> None:
+    response = post(strict.url, content, content_type)
+    assert response.status_code == status, response.text
+    document = response.json()
+    assert set(document) == {"error_code", "message"}
+    assert names in document["message"]
+    assert "Traceback" not in response.text
+    # ... and the service goes on serving.
+    good = post(strict.url, b'{"dataframe_records": [{"f0": 1, "f1": 2, "f2": 3, "f3": 4}]}')
+    assert good.status_code == 200
+
+
+def test_redacted_columns_are_never_stored_in_clear(strict: Service) -> None:
+    body = b'{"dataframe_records": [{"f0": 1.5, "f1": 987.654321, "f2": 3, "f3": 4}]}'
+    request_id = post(strict.url, body).json()["request_id"]
+    record = stored_records(strict, 1)[request_id]
+    assert record["inputs"]["columns"] == ["f0", "f1", "f2", "f3"]
+    f0, f1, *_ = record["inputs"]["data"][0]
+    assert f0 == 1.5
+    assert f1.startswith("sha256:")
+    assert "987.654321" not in Path(
+        strict.log_store.removeprefix("sqlite:///")
+    ).read_bytes().decode(errors="replace")
+
+
+def test_status_version_metrics(strict: Service, registered: Registered) -> None:
+    status = httpx.get(f"{strict.url}/status").json()
+    assert status["model"] == STAGES_MODEL
+    assert status["selector"] == "stages"
+    assert status["testing"] is True
+    assert status["challenger_weight"] == 0.1
+    assert status["champion"]["version"] == registered.versions[STAGES_MODEL][0]
+    assert set(status["champion"]) == {"version", "run_id", "source", "loaded_at"}
+    assert status["last_poll_error"] is None
+    assert status["last_poll_at"] is not None
+    versions = httpx.get(f"{strict.url}/version").json()
+    assert versions["mlflow"] == "3.17.2"
+    assert httpx.get(f"{strict.url}/ping").status_code == 200
+    assert httpx.get(f"{strict.url}/health").status_code == 200
+    metrics = httpx.get(f"{strict.url}/metrics").text
+    for name in (
+        "contender_requests_total", "contender_model_latency_seconds_bucket",
+        "contender_log_queue_depth", "contender_reloads_total", "contender_fallbacks_total",
+    ):  # fmt: skip
+        assert name in metrics
+
+
+def test_no_champion_answers_503(start_service: ServiceFactory, mlflow_url: str) -> None:
+    service = start_service("--model", "no-such-model", "--tracking-uri", mlflow_url, ready=False)
+    ready = httpx.get(f"{service.url}/ready")
+    assert ready.status_code == 503
+    response = post(service.url, b'{"dataframe_records": [{"f0": 1}]}')
+    assert response.status_code == 503
+    assert "no champion" in response.json()["message"]
+
+
+@pytest.fixture(scope="module")
+def sqlite_registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A local `sqlite:///` tracking store with one model whose `@champion` is set."""
+    root = tmp_path_factory.mktemp("local-registry")
+    uri = f"sqlite:///{root}/mlflow.db"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        client = MlflowClient(uri)
+        experiment = client.create_experiment("local", artifact_location=str(root / "artifacts"))
+        mlflow.set_experiment(experiment_id=experiment)
+        frame, labels = models.make_data(seed=3)
+        estimator = LogisticRegression(max_iter=300).fit(frame, labels)
+        version = models.register(models.log_sklearn(estimator, frame, "m"), "local-model")
+        client.set_registered_model_alias("local-model", "champion", version)
+    finally:
+        # set_tracking_uri also sets MLFLOW_TRACKING_URI, which later subprocesses inherit.
+        mlflow.set_tracking_uri(previous)
+    return uri, version
+
+
+def test_a_local_sqlite_registry_serves(
+    start_service: ServiceFactory, sqlite_registry: tuple[str, str]
+) -> None:
+    uri, version = sqlite_registry
+    service = start_service(
+        "--model", "local-model", "--tracking-uri", uri, "--selector", "aliases"
+    )
+    rows, _ = models.make_data(seed=3)
+    response = httpx.post(f"{service.url}/invocations", json=split_body(rows.head(4)))
+    assert response.status_code == 200
+    assert response.json()["model_version"] == version
+    assert response.json()["served_by"] == "champion"
+
+
+def test_sigterm_flushes_every_acknowledged_record(
+    start_service: ServiceFactory, registered: Registered, mlflow_url: str
+) -> None:
+    service = start_service("--model", STAGES_MODEL, "--tracking-uri", mlflow_url)
+    rows = registered.trained.rows
+    responses = send_all(service.url, [split_body(rows.iloc[[i % 50]]) for i in range(400)])
+    acknowledged = {r.json()["request_id"] for r in responses if r.status_code == 200}
+    # uvicorn re-raises the signal once its graceful shutdown is done.
+    assert service.process.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in service.process.output()
+    assert set(stored_records(service, len(acknowledged))) == acknowledged
