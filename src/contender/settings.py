@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     redact: Annotated[tuple[str, ...], NoDecode] = ()
     """Input columns stored hashed in the prediction log, never in clear."""
 
+    max_batch_size: int = Field(default=256, ge=1)
+    """Most rows merged into one model call under load; 1 turns micro-batching off."""
+
+    max_batch_wait_ms: float = Field(default=0.0, ge=0.0)
+    """Extra wait for more rows when a batch forms under load (never when idle)."""
+
     admin_token: str | None = None
     """Bearer token for the `/admin` endpoints; unset: they answer 403."""
 

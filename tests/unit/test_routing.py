@@ -17,6 +17,7 @@ from contender.predictions.record import PredictionRecord
 from contender.registry.loader import LoadedModel
 from contender.routing.policy import RoutingPolicy, arm_for, sticky_draw
 from contender.routing.router import Answer, ChampionChallengerRouter, RouterConfig, ScoringRequest
+from contender.routing.runner import BatchingConfig, ModelRunner
 from contender.routing.table import Arm, RoutingTable, TableHolder
 from tests.fakes import FakeClock, FakeModel, loaded
 
@@ -40,8 +41,8 @@ class Harness:
             self.holder,
             RoutingPolicy(random.Random(seed)),
             config=RouterConfig("m", timeout_s),
-            champion_executor=self.pool,
-            challenger_executor=self.pool,
+            champion_runner=ModelRunner(self.pool, FakeClock(), BatchingConfig()),
+            challenger_runner=ModelRunner(self.pool, FakeClock(), BatchingConfig()),
             clock=FakeClock(),
             rows_of=lambda raw: list(raw),
             record_sink=self.records.append,
@@ -53,10 +54,10 @@ class Harness:
             answers = []
             try:
                 for i in range(n):
-                    request = ScoringRequest(f"r{i}", key, ROWS, None, len(ROWS), lambda: {})
+                    request = ScoringRequest(f"r{i}", key, ROWS, None, len(ROWS), None, dict)
                     answers.append(await self.router.score(request, self.router.snapshot()))
             finally:
-                await self.router.drain()
+                await self.router.aclose()
             return answers
 
         try:

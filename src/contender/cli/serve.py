@@ -50,17 +50,36 @@ def serve(
     redact: Annotated[
         str | None, typer.Option(help="Comma-separated input columns to store hashed.")
     ] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="Most rows per model call under load; 1: no batching.")
+    ] = None,
+    max_batch_wait_ms: Annotated[
+        float | None, typer.Option(help="Extra wait for company under load [default: 0].")
+    ] = None,
 ) -> None:
     """Serve the champion and test the challenger. Every flag is also CONTENDER_<FLAG>."""
     flags = {key: value for key, value in locals().items()}
     settings = _settings(flags)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if settings.workers == 1:
-        from contender.compose import build_services
-        from contender.http.app import create_app
+    # Imported here: they pull in MLflow (4 s), which the other commands do not need.
+    from contender.compose import build_services, limit_native_threads
+    from contender.errors import ConfigError
+    from contender.http.app import create_app
+    from contender.http.transport import NoDelayHttpToolsProtocol
 
-        app = create_app(build_services(settings))
-        uvicorn.run(app, host=settings.host, port=settings.port, access_log=False)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    server_options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": False,
+        "http": NoDelayHttpToolsProtocol,
+    }
+    if settings.workers == 1:
+        limit_native_threads()
+        try:
+            services = build_services(settings)
+        except ConfigError as error:
+            raise typer.BadParameter(str(error)) from error
+        uvicorn.run(create_app(services), **server_options)
         return
     # Worker processes rebuild the settings from the environment.
     for name, value in settings.model_dump(exclude_none=True).items():
@@ -70,8 +89,6 @@ def serve(
     uvicorn.run(
         "contender.http.factory:app_from_environment",
         factory=True,
-        host=settings.host,
-        port=settings.port,
         workers=settings.workers,
-        access_log=False,
+        **server_options,
     )

@@ -26,7 +26,7 @@ def create_app(services: Services) -> Starlette:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-            await services.router.drain()
+            await services.router.aclose()
             await asyncio.to_thread(services.writer.close)
             services.shutdown_executors()
             services.store.close()

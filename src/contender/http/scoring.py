@@ -43,6 +43,7 @@ async def invocations(request: Request) -> Response:
         data=parsed.data,
         params=parsed.params,
         n_rows=parsed.n_rows,
+        schema=parsed.schema,
         log_inputs=partial(protocol.log_inputs, parsed.data, services.redact),
     )
     answer = await services.router.score(scoring, table)

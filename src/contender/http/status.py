@@ -53,6 +53,7 @@ async def status(request: Request) -> Response:
             "last_poll_at": watcher.last_poll_at,
             "last_poll_error": watcher.last_poll_error,
             "load_errors": dict(watcher.slot_errors),
+            "downloads": watcher.downloads,
             "reloads": [asdict(event) for event in watcher.events],
         }
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,8 +26,9 @@ class PredictionRecord:
     timestamp: str
     """UTC, ISO-8601."""
     model_name: str
-    inputs: dict[str, JsonValue]
-    """`{"columns": [...], "data": [[...]]}`, redacted columns already hashed."""
+    inputs: dict[str, JsonValue] | Callable[[], dict[str, JsonValue]]
+    """`{"columns": [...], "data": [[...]]}`, redacted columns already hashed; or what
+    builds it, so that the work happens in the log writer's thread, off the request path."""
     served_by: str
     fallback: bool
     routing_draw: float | None
@@ -40,7 +42,7 @@ class PredictionRecord:
             "request_id": self.request_id,
             "timestamp": self.timestamp,
             "model_name": self.model_name,
-            "inputs": self.inputs,
+            "inputs": self.inputs() if callable(self.inputs) else self.inputs,
             "served_by": self.served_by,
             "fallback": self.fallback,
             "routing_draw": self.routing_draw,

@@ -7,7 +7,7 @@ one) succeeded, so a model that loads but cannot predict is never swapped in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -31,7 +31,9 @@ class LoadedModel:
     input_schema: Any = None
     """The signature's input schema (an `mlflow.types.Schema`), or None."""
     load_seconds: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
+    predict_unchecked: Callable[[Any], Any] | None = None
+    """The flavour's own predict, skipping MLflow's schema enforcement: only for input
+    that was already enforced against `input_schema`."""
 
     def describe(self) -> dict[str, str]:
         return {
@@ -42,8 +44,15 @@ class LoadedModel:
         }
 
 
-ModelLoader = Callable[[ModelRef], LoadedModel]
-"""Blocking: downloads, loads and warms a version, raising if any step fails."""
+class ModelLoader(Protocol):
+    """Blocking: downloads, loads and warms a version, raising if any step fails."""
+
+    @property
+    def downloads(self) -> int:
+        """Artifact downloads so far: a promotion that reuses a model leaves it unchanged."""
+        ...
+
+    def __call__(self, ref: ModelRef) -> LoadedModel: ...
 
 
 class MlflowModelLoader:
@@ -81,4 +90,22 @@ class MlflowModelLoader:
             loaded_at=self._clock.now(),
             input_schema=pyfunc.metadata.get_input_schema(),
             load_seconds=self._clock.monotonic() - started,
+            predict_unchecked=_unchecked_predict(pyfunc),
         )
+
+
+def _unchecked_predict(pyfunc: Any) -> Callable[[Any], Any] | None:
+    """What `PyFuncModel.predict` calls once enforcement is done, when that is all it does.
+
+    Models whose signature comes from type hints convert and validate their input in
+    ways `_enforce_schema` alone does not: those keep going through `predict`.
+    """
+    metadata = pyfunc.metadata
+    if (
+        metadata.get_input_schema() is None
+        or metadata._is_signature_from_type_hint()
+        or metadata._is_type_hint_from_example()
+    ):
+        return None
+    predict_fn: Callable[[Any], Any] | None = getattr(pyfunc, "_predict_fn", None)
+    return predict_fn

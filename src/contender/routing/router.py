@@ -4,8 +4,8 @@ Algorithm, per request:
 1. Read the routing snapshot once (the caller parses with the same snapshot's schema).
 2. No champion: `NoChampion` (503). Testing off or no challenger: the champion alone.
 3. Otherwise draw `u` (sticky when the request has a routing key), pick the arm, and start
-   BOTH models on the same parsed input, each in its own thread pool so a slow challenger
-   can never hold up champion work.
+   BOTH models on the same parsed input, each through its own `ModelRunner` (thread pool
+   and micro-batchers) so a slow challenger can never hold up champion work.
 4. Wait only for the arm that serves. A challenger that raises, runs past its timeout or
    returns the wrong number of rows is replaced by the champion (`fallback`). A champion
    failure is `ModelFailure` (500): the unproven challenger never stands in for it.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from contender.metrics import ServiceMetrics
 from contender.predictions.record import ArmOutcome, JsonValue, PredictionRecord
 from contender.registry.loader import LoadedModel
 from contender.routing.policy import RoutingPolicy, arm_for
+from contender.routing.runner import ModelRunner
 from contender.routing.table import Arm, RoutingTable, TableHolder
 
 RowsOf = Callable[[Any], JsonValue]
@@ -42,6 +42,8 @@ class ScoringRequest:
     """The parsed model input (usually a pandas DataFrame), shared read-only by both models."""
     params: dict[str, Any] | None
     n_rows: int
+    schema: Any
+    """The signature `data` was already enforced against, or None."""
     log_inputs: Callable[[], dict[str, JsonValue]]
     """Builds the logged `inputs` value; called after the answer, never on its path."""
 
@@ -80,8 +82,8 @@ class ChampionChallengerRouter:
         policy: RoutingPolicy,
         *,
         config: RouterConfig,
-        champion_executor: Executor,
-        challenger_executor: Executor,
+        champion_runner: ModelRunner,
+        challenger_runner: ModelRunner,
         clock: Clock,
         rows_of: RowsOf,
         record_sink: Callable[[PredictionRecord], None],
@@ -90,7 +92,7 @@ class ChampionChallengerRouter:
         self._holder = holder
         self._policy = policy
         self._config = config
-        self._executors = {Arm.CHAMPION: champion_executor, Arm.CHALLENGER: challenger_executor}
+        self._runners = {Arm.CHAMPION: champion_runner, Arm.CHALLENGER: challenger_runner}
         self._clock = clock
         self._rows_of = rows_of
         self._sink = record_sink
@@ -102,6 +104,8 @@ class ChampionChallengerRouter:
         return self._holder.current
 
     async def score(self, request: ScoringRequest, table: RoutingTable) -> Answer:
+        for runner in self._runners.values():
+            runner.retire_unused(table)
         if table.champion is None:
             raise NoChampion("no champion is loaded yet: the registry has no serving version")
         timestamp = self._clock.now().isoformat(timespec="microseconds")
@@ -138,15 +142,12 @@ class ChampionChallengerRouter:
     def _start(
         self, arm: Arm, model: LoadedModel, request: ScoringRequest
     ) -> asyncio.Future[ModelRun]:
-        loop = asyncio.get_running_loop()
         submitted = self._clock.monotonic()
-        future = loop.run_in_executor(
-            self._executors[arm], self._predict, arm, model, request, submitted
-        )
+        run = asyncio.ensure_future(self._run(arm, model, request, submitted))
         if arm is Arm.CHALLENGER:
             # One shared, deadline-bounded result: the answer and the record agree on it.
-            return asyncio.ensure_future(self._bounded(future, model.ref.version, submitted))
-        return future
+            return asyncio.ensure_future(self._bounded(run, model.ref.version, submitted))
+        return run
 
     async def _bounded(
         self, future: asyncio.Future[ModelRun], version: str, submitted: float
@@ -160,13 +161,15 @@ class ChampionChallengerRouter:
             error = f"TimeoutError: no answer within {timeout_s * 1000:.0f} ms"
             return ModelRun(version, None, timeout_s * 1000, error)
 
-    def _predict(
+    async def _run(
         self, arm: Arm, model: LoadedModel, request: ScoringRequest, submitted: float
     ) -> ModelRun:
-        """Runs in a worker thread; never raises, so a failure is data in the record."""
+        """Never raises: a failure is data in the record."""
         version = model.ref.version
         try:
-            raw = model.model.predict(request.data, params=request.params)
+            raw = await self._runners[arm].predict(
+                model, request.data, request.params, request.schema
+            )
             rows = self._rows_of(raw)
             if isinstance(rows, list) and len(rows) != request.n_rows:
                 raise ValueError(f"wrong output shape: {len(rows)} rows for {request.n_rows}")
@@ -205,7 +208,7 @@ class ChampionChallengerRouter:
                 request_id=request.request_id,
                 timestamp=decision.timestamp,
                 model_name=self._config.model_name,
-                inputs=request.log_inputs(),
+                inputs=request.log_inputs,
                 served_by=(Arm.CHALLENGER if served_challenger else Arm.CHAMPION).value,
                 fallback=decision.arm is Arm.CHALLENGER and not challenger_ok,
                 routing_draw=decision.draw,
@@ -219,6 +222,12 @@ class ChampionChallengerRouter:
         """Wait until every answered request's record has reached the sink."""
         while self._completions:
             await asyncio.gather(*list(self._completions), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Finish every record, then stop the models' batchers."""
+        await self.drain()
+        for runner in self._runners.values():
+            await runner.aclose()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,93 @@
+"""ModelRunner: one prediction of one model, the cheapest safe way.
+
+- Input already enforced against the model's own signature skips MLflow's second
+  enforcement and goes straight to the flavour's predict.
+- A pandas input without `params` goes through the model's `MicroBatcher`, so requests
+  that arrive while the model is busy are scored in one call. A lone request runs at
+  once; `max_batch_size` 1 turns batching off.
+- Anything else (`params`, tensors, dicts) runs alone in the arm's thread pool.
+
+Batchers belong to a model version: when a snapshot no longer holds a model, its
+batcher finishes what it has queued and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import pandas as pd
+
+from contender.clock import Clock
+from contender.registry.loader import LoadedModel
+from contender.routing.batcher import MicroBatcher
+from contender.routing.table import RoutingTable
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingConfig:
+    max_batch_size: int = 256
+    """Most rows merged into one predict call; 1 turns micro-batching off."""
+    max_batch_wait_ms: float = 0.0
+    """Extra wait for company, only under load; 0: merge only what queued naturally."""
+
+
+class ModelRunner:
+    def __init__(self, executor: Executor, clock: Clock, batching: BatchingConfig) -> None:
+        self._executor = executor
+        self._clock = clock
+        self._batching = batching
+        self._batchers: dict[tuple[int, bool], tuple[LoadedModel, MicroBatcher]] = {}
+        self._seen_table: RoutingTable | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def predict(self, model: LoadedModel, data: Any, params: Any, schema: Any) -> Any:
+        enforced = schema is not None and model.predict_unchecked is not None
+        unchecked = enforced and params is None and schema == model.input_schema
+        predict: Callable[[Any], Any] = (
+            model.predict_unchecked  # type: ignore[assignment]
+            if unchecked
+            else partial(model.model.predict, params=params)
+        )
+        if params is None and isinstance(data, pd.DataFrame) and self._batching.max_batch_size > 1:
+            return await self._batcher(model, unchecked, predict).predict(data)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, predict, data)
+
+    def _batcher(
+        self, model: LoadedModel, unchecked: bool, predict: Callable[[Any], Any]
+    ) -> MicroBatcher:
+        key = (id(model), unchecked)
+        entry = self._batchers.get(key)
+        if entry is None or entry[0] is not model:
+            batcher = MicroBatcher(
+                predict,
+                max_batch_size=self._batching.max_batch_size,
+                max_batch_wait_ms=self._batching.max_batch_wait_ms,
+                executor=self._executor,
+                clock=self._clock,
+            )
+            entry = (model, batcher)
+            self._batchers[key] = entry
+        return entry[1]
+
+    def retire_unused(self, table: RoutingTable) -> None:
+        """Stop the batchers of models this snapshot no longer serves (cheap when unchanged)."""
+        if table is self._seen_table:
+            return
+        self._seen_table = table
+        serving = {id(model) for model in (table.champion, table.challenger) if model is not None}
+        for key in [key for key in self._batchers if key[0] not in serving]:
+            _, batcher = self._batchers.pop(key)
+            task = asyncio.create_task(batcher.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        batchers = [batcher for _, batcher in self._batchers.values()]
+        self._batchers.clear()
+        await asyncio.gather(*(b.aclose() for b in batchers), *self._closing)
