@@ -1,8 +1,9 @@
 """LogWriter: gets prediction records to the store without ever blocking a request.
 
-`submit` only appends to an in-memory queue. One background thread takes whatever has
-queued (group commit: block for the first record, then take up to `batch_size` more
-without waiting) and writes it in one transaction. A batch the store refuses is retried
+`submit` only appends to an in-memory queue. One background thread group-commits: it
+blocks for the first record, then keeps taking records for up to `linger_s` (or until
+`batch_size`), and writes them in one transaction, so a steady trickle of requests costs
+a few commits a second instead of one each. A batch the store refuses is retried
 with a growing delay until it goes in, so an outage delays records but loses none;
 inserts are idempotent on `request_id`, so a retry never doubles a record. `close`
 stops taking new records, writes everything queued, then joins the thread.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from contender.metrics import ServiceMetrics
@@ -29,12 +31,14 @@ class LogWriter:
         metrics: ServiceMetrics,
         *,
         batch_size: int = 512,
+        linger_s: float = 0.05,
         retry_delays_s: tuple[float, ...] = (0.05, 0.2, 1.0, 2.0),
         wait: Callable[[float], None] | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._batch_size = batch_size
+        self._linger_s = linger_s
         self._retry_delays_s = retry_delays_s
         self._stopping = threading.Event()
         self._wait = wait or self._stopping.wait
@@ -66,12 +70,14 @@ class LogWriter:
     def _next_batch(self) -> tuple[list[PredictionRecord], bool]:
         batch: list[PredictionRecord] = []
         item = self._queue.get()
+        deadline = time.monotonic() + self._linger_s
         while item is not None:
             batch.append(item)
-            if len(batch) >= self._batch_size:
+            remaining_s = deadline - time.monotonic()
+            if len(batch) >= self._batch_size or remaining_s <= 0:
                 return batch, False
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(timeout=remaining_s)
             except queue.Empty:
                 return batch, False
         return batch, True

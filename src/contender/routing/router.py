@@ -3,9 +3,10 @@
 Algorithm, per request:
 1. Read the routing snapshot once (the caller parses with the same snapshot's schema).
 2. No champion: `NoChampion` (503). Testing off or no challenger: the champion alone.
-3. Otherwise draw `u` (sticky when the request has a routing key), pick the arm, and start
-   BOTH models on the same parsed input, each through its own `ModelRunner` (thread pool
-   and micro-batchers) so a slow challenger can never hold up champion work.
+3. Otherwise draw `u` (sticky when the request has a routing key) and pick the arm. BOTH
+   models score the same parsed input, each through its own `ModelRunner` (thread pool
+   and micro-batchers): the serving arm at once, the other as soon as the serving arm is
+   done, so the other model's work never competes with the answer.
 4. Wait only for the arm that serves. A challenger that raises, runs past its timeout or
    returns the wrong number of rows is replaced by the champion (`fallback`). A champion
    failure is `ModelFailure` (500): the unproven challenger never stands in for it.
@@ -109,16 +110,24 @@ class ChampionChallengerRouter:
         if table.champion is None:
             raise NoChampion("no champion is loaded yet: the registry has no serving version")
         timestamp = self._clock.now().isoformat(timespec="microseconds")
-        champion_run = self._start(Arm.CHAMPION, table.champion, request)
-        draw: float | None = None
-        arm = Arm.CHAMPION
-        challenger_run: asyncio.Future[ModelRun] | None = None
-        if table.challenger is not None and table.scores_challenger:
-            draw = self._policy.draw(request.routing_key)
-            arm = arm_for(draw, table.challenger_weight)
+        if table.challenger is None or not table.scores_challenger:
+            champion_run = self._start(Arm.CHAMPION, table.champion, request)
+            decision = _Decision(Arm.CHAMPION, None, timestamp)
+            self._complete_in_background(request, decision, champion_run, None)
+            return await self._answer(Arm.CHAMPION, champion_run, None)
+        draw = self._policy.draw(request.routing_key)
+        arm = arm_for(draw, table.challenger_weight)
+        # The serving arm runs first and alone; the other starts as soon as it is done, so
+        # it never competes with the answer for the CPU (or the GIL).
+        if arm is Arm.CHAMPION:
+            champion_run = self._start(Arm.CHAMPION, table.champion, request)
+            challenger_run = self._start(Arm.CHALLENGER, table.challenger, request, champion_run)
+        else:
             challenger_run = self._start(Arm.CHALLENGER, table.challenger, request)
-        decision = _Decision(arm, draw, timestamp)
-        self._complete_in_background(request, decision, champion_run, challenger_run)
+            champion_run = self._start(Arm.CHAMPION, table.champion, request, challenger_run)
+        self._complete_in_background(
+            request, _Decision(arm, draw, timestamp), champion_run, challenger_run
+        )
         return await self._answer(arm, champion_run, challenger_run)
 
     async def _answer(
@@ -140,14 +149,29 @@ class ChampionChallengerRouter:
         return Answer(Arm.CHAMPION, champion.version, champion.predictions, arm is not Arm.CHAMPION)
 
     def _start(
-        self, arm: Arm, model: LoadedModel, request: ScoringRequest
+        self,
+        arm: Arm,
+        model: LoadedModel,
+        request: ScoringRequest,
+        after: asyncio.Future[ModelRun] | None = None,
     ) -> asyncio.Future[ModelRun]:
+        """The model's result, shared by the answer and the record so they agree on it."""
+        return asyncio.ensure_future(self._start_after(arm, model, request, after))
+
+    async def _start_after(
+        self,
+        arm: Arm,
+        model: LoadedModel,
+        request: ScoringRequest,
+        after: asyncio.Future[ModelRun] | None,
+    ) -> ModelRun:
+        if after is not None:
+            await asyncio.wait([after])
         submitted = self._clock.monotonic()
         run = asyncio.ensure_future(self._run(arm, model, request, submitted))
-        if arm is Arm.CHALLENGER:
-            # One shared, deadline-bounded result: the answer and the record agree on it.
-            return asyncio.ensure_future(self._bounded(run, model.ref.version, submitted))
-        return run
+        if arm is Arm.CHAMPION:
+            return await run
+        return await self._bounded(run, model.ref.version, submitted)
 
     async def _bounded(
         self, future: asyncio.Future[ModelRun], version: str, submitted: float
