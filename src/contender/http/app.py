@@ -18,6 +18,9 @@ def create_app(services: Services) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         services.writer.start()
+        # Load before listening: with --workers N every process that accepts a request
+        # has its models (or knows the registry has none, or cannot be reached).
+        await services.watcher.poll()
         poller = asyncio.create_task(services.watcher.run(services.settings.poll_interval))
         try:
             yield
