@@ -13,7 +13,9 @@ from rich.table import Table
 from harness.results import Measurement
 
 # One colour per server in every panel; contender in red.
-COLORS = {"mlflow": "C0", "mlserver": "C1", "mlserver-v2": "C2", "contender": "C3"}
+COLORS = {
+    "mlflow": "C0", "mlserver": "C1", "mlserver-v2": "C2", "contender": "C3", "contender-w2": "C4",
+}  # fmt: skip
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -48,11 +50,12 @@ def print_tables(
         console.print("[yellow]no contender/peer ratios: contender or every peer is missing[/]")
         return
     ratios = Table(title="contender ÷ peer (req/s: >1 is better; p50, p99, CPU: <1 is better)")
-    for column in ("case", "peer", "req/s", "p50", "p99", "CPU/req"):
-        ratios.add_column(column, justify="left" if column in ("case", "peer") else "right")
+    for column in ("case", "ours", "peer", "req/s", "p50", "p99", "CPU/req"):
+        ratios.add_column(column, justify="right" if column[0] in "rpC" else "left")
     for row in ratio_rows:
         ratios.add_row(
             row["case"],
+            row.get("ours", "contender"),
             row["peer"],
             _num(row["requests_per_s"], ".2f"),
             _num(row["p50"], ".2f"),

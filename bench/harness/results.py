@@ -8,6 +8,8 @@ from typing import Any
 from harness.load import Case, WrkResult
 
 PEERS = ("mlserver", "mlserver-v2", "mlflow")
+# Each contender variant, and what it is compared with besides the peers.
+OURS = {"contender": PEERS, "contender-w2": ("contender", *PEERS)}
 
 
 @dataclass(frozen=True)
@@ -49,19 +51,21 @@ def failed(target: str, case: Case, reason: str) -> Measurement:
 
 
 def ratios(measurements: list[Measurement]) -> list[dict[str, Any]]:
-    """contender ÷ each peer, per case, from the same run (ratios > 1: contender higher)."""
+    """contender ÷ each peer, per case, from the same run (ratios > 1: contender higher);
+    `contender-w2` (two workers) is also compared with one-worker contender."""
     by_key = {(m.target, m.case): m for m in measurements if m.wrk is not None}
     rows: list[dict[str, Any]] = []
     for (target, case), ours in by_key.items():
-        if target != "contender" or ours.wrk is None:
+        if target not in OURS or ours.wrk is None:
             continue
-        for peer in PEERS:
+        for peer in OURS[target]:
             theirs = by_key.get((peer, case))
             if theirs is None or theirs.wrk is None:
                 continue
             rows.append(
                 {
                     "case": case.name,
+                    "ours": target,
                     "peer": peer,
                     "requests_per_s": _ratio(ours.wrk.requests_per_s, theirs.wrk.requests_per_s),
                     "p50": _ratio(ours.wrk.p50_ms, theirs.wrk.p50_ms),

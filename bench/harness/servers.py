@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +54,13 @@ TARGETS = (
         "MLServer 1.7.1, V2 endpoint, adaptive batching 32 / 5 ms",
     ),
     Target("contender", "contender", "/invocations", "mlflow", "contender serve, weight 0"),
+    Target(
+        "contender-w2",
+        "contender-w2",
+        "/invocations",
+        "mlflow",
+        "contender serve --workers 2, weight 0",
+    ),
 )
 TARGET_NAMES = tuple(t.name for t in TARGETS)
 
@@ -127,16 +135,17 @@ def _start_mlserver(ctx: Context, port: int) -> tuple[Server, str]:
     return server, f"/v2/models/{MLSERVER_MODEL}/ready"
 
 
-def _start_contender(ctx: Context, port: int) -> tuple[Server, str]:
+def _start_contender(ctx: Context, port: int, workers: int = 1) -> tuple[Server, str]:
     reg = ctx.registered
     argv = [
         sys.executable, "-m", "contender", "serve",
         "--model", reg.model_name, "--tracking-uri", reg.tracking_uri,
         "--host", "127.0.0.1", "--port", str(port),
-        "--challenger-weight", "0",
-        "--log-store", f"sqlite:///{ctx.workdir / 'contender-log.db'}",
+        "--challenger-weight", "0", "--workers", str(workers),
+        "--log-store", f"sqlite:///{ctx.workdir / f'contender-w{workers}-log.db'}",
     ]  # fmt: skip
-    server = Server("contender", argv, log_path=ctx.workdir / "contender.log", cwd=ctx.workdir)
+    name = "contender" if workers == 1 else f"contender-w{workers}"
+    server = Server(name, argv, log_path=ctx.workdir / f"{name}.log", cwd=ctx.workdir)
     return server, "/ready"
 
 
@@ -144,6 +153,7 @@ STARTERS: dict[str, Callable[[Context, int], tuple[Server, str]]] = {
     "mlflow": _start_mlflow,
     "mlserver": _start_mlserver,
     "contender": _start_contender,
+    "contender-w2": partial(_start_contender, workers=2),
 }
 
 

@@ -21,11 +21,11 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models.utils import _enforce_schema
 from mlflow.pyfunc import scoring_server
-from mlflow.types import ColSpec, DataType
 from mlflow.utils.proto_json_utils import _get_jsonable_obj
 
 from contender.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from contender.predictions.record import JsonValue
+from contender.signature import InputSpec
 
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"
@@ -41,14 +41,15 @@ class ParsedInput:
     """The signature `data` was checked and converted against (None: not checked)."""
 
 
-def parse(body: bytes, content_type: str | None, schema: Any, max_rows: int) -> ParsedInput:
+def parse(body: bytes, content_type: str | None, spec: InputSpec, max_rows: int) -> ParsedInput:
     """Parse and check a request body; raises a `BadRequest` that names the problem."""
+    schema = spec.schema
     mime_type, charset = _media_type(content_type)
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"only UTF-8 is supported, got charset={charset}")
     if mime_type == JSON_TYPE:
         document = _load_json(body)
-        fast = _numeric_frame(document, schema)
+        fast = _numeric_frame(document, spec)
         if fast is not None:
             return _checked(fast, None, schema, max_rows, enforced=True)
         data, params = _decode_json(document, schema)
@@ -72,18 +73,18 @@ def _checked(
     return ParsedInput(data, params, n_rows, schema)
 
 
-def _numeric_frame(document: Any, schema: Any) -> pd.DataFrame | None:
+def _numeric_frame(document: Any, spec: InputSpec) -> pd.DataFrame | None:
     """The cheap way for the common case: `dataframe_split` or `dataframe_records` of
     numbers against an all-`double` signature becomes one float64 block, exactly what
     MLflow's parse-then-enforce produces. Anything else returns None: the general path
     handles it, and names the problem when there is one."""
-    if not _all_double(schema) or not isinstance(document, dict) or len(document) != 1:
+    names = spec.numeric_names
+    if names is None or not isinstance(document, dict) or len(document) != 1:
         return None
-    names: list[str] = schema.input_names()
     try:
         if "dataframe_split" in document:
             split = document["dataframe_split"]
-            if list(split["columns"]) != names:
+            if tuple(split["columns"]) != names:
                 return None
             cells = split["data"]
         elif "dataframe_records" in document:
@@ -102,16 +103,7 @@ def _numeric_frame(document: Any, schema: Any) -> pd.DataFrame | None:
     # Column-major, as MLflow's enforcement leaves it: BLAS then sums in the same order and
     # the predictions match `mlflow models serve` to the last bit.
     block = np.asfortranarray(rows, dtype=np.float64)
-    return pd.DataFrame(block, columns=names, copy=False)
-
-
-def _all_double(schema: Any) -> bool:
-    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
-        return False
-    return all(
-        isinstance(spec, ColSpec) and spec.type == DataType.double and spec.required
-        for spec in schema.inputs
-    )
+    return pd.DataFrame(block, columns=spec.numeric_columns, copy=False)
 
 
 def _media_type(content_type: str | None) -> tuple[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -21,6 +22,9 @@ def create_app(services: Services) -> Starlette:
         # Load before listening: with --workers N every process that accepts a request
         # has its models (or knows the registry has none, or cannot be reached).
         await services.watcher.poll()
+        # Everything built so far (models, MLflow, pandas) lives as long as the process:
+        # moving it out of the collector's generations keeps GC pauses off request tails.
+        gc.freeze()
         poller = asyncio.create_task(services.watcher.run(services.settings.poll_interval))
         try:
             yield

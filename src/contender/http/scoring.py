@@ -32,7 +32,7 @@ async def invocations(request: Request) -> Response:
         protocol.parse,
         body,
         request.headers.get("content-type"),
-        table.champion.input_schema,
+        table.champion.input_spec,
         settings.max_rows,
     )
     parsed = parse() if len(body) <= _PARSE_INLINE_MAX_BYTES else await asyncio.to_thread(parse)

@@ -7,12 +7,13 @@ one) succeeded, so a model that loads but cannot predict is never swapped in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from contender.clock import Clock
 from contender.registry.client import ModelRef
+from contender.signature import InputSpec
 
 
 class Model(Protocol):
@@ -28,12 +29,17 @@ class LoadedModel:
     ref: ModelRef
     model: Model
     loaded_at: datetime
-    input_schema: Any = None
-    """The signature's input schema (an `mlflow.types.Schema`), or None."""
+    input_spec: InputSpec = field(default_factory=InputSpec)
+    """The signature's inputs, prepared for parsing requests."""
     load_seconds: float = 0.0
     predict_unchecked: Callable[[Any], Any] | None = None
     """The flavour's own predict, skipping MLflow's schema enforcement: only for input
     that was already enforced against `input_schema`."""
+
+    @property
+    def input_schema(self) -> Any:
+        """The signature's input schema (an `mlflow.types.Schema`), or None."""
+        return self.input_spec.schema
 
     def describe(self) -> dict[str, str]:
         return {
@@ -88,7 +94,7 @@ class MlflowModelLoader:
             ref=ref,
             model=pyfunc,
             loaded_at=self._clock.now(),
-            input_schema=pyfunc.metadata.get_input_schema(),
+            input_spec=InputSpec.of(pyfunc.metadata.get_input_schema()),
             load_seconds=self._clock.monotonic() - started,
             predict_unchecked=_unchecked_predict(pyfunc),
         )

@@ -103,14 +103,19 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def predict(self, frame: pd.DataFrame) -> Any:
-        """Score ``frame``; returns exactly its rows of the model's output."""
+    async def predict(self, frame: pd.DataFrame, merge_key: Hashable | None = None) -> Any:
+        """Score ``frame``; returns exactly its rows of the model's output.
+
+        Frames merge only with frames of the same ``merge_key``; by default it is their
+        columns and dtypes. A caller that knows more (every frame enforced against one
+        signature has the same columns and dtypes) passes a cheaper key.
+        """
         if self._closed:
             raise BatcherClosedError("the batcher is closed")
         loop = asyncio.get_running_loop()
         request = _Request(
             frame=frame,
-            key=_merge_key(frame),
+            key=_merge_key(frame) if merge_key is None else merge_key,
             arrived_at_s=self._clock.monotonic(),
             future=loop.create_future(),
         )

@@ -54,7 +54,9 @@ class ModelRunner:
             else partial(model.model.predict, params=params)
         )
         if params is None and isinstance(data, pd.DataFrame) and self._batching.max_batch_size > 1:
-            return await self._batcher(model, unchecked, predict).predict(data)
+            # Frames enforced against one signature share columns and dtypes.
+            merge_key = ("schema", id(schema)) if schema is not None else None
+            return await self._batcher(model, unchecked, predict).predict(data, merge_key)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, predict, data)
 
