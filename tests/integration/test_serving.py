@@ -33,14 +33,17 @@ def split_body(rows: Any) -> dict[str, Any]:
     return {"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}}
 
 
-def stored_records(service: Service, expected: int) -> dict[str, dict[str, Any]]:
-    """Poll the store until `expected` records are there (SPEC: within 2 s of the answer)."""
+def stored_records(
+    service: Service, expected: int, ids: frozenset[str] = frozenset()
+) -> dict[str, dict[str, Any]]:
+    """Poll the store until `expected` records, and those of `ids`, are there (SPEC: within
+    2 s of the answer)."""
     store = SqlPredictionStore(service.log_store)
     try:
 
         def check() -> dict[str, dict[str, Any]] | None:
             records = {record["request_id"]: record for record in store.iter_records()}
-            return records if len(records) >= expected else None
+            return records if len(records) >= expected and ids <= records.keys() else None
 
         return poll_until(check, timeout_s=10, what=f"{expected} stored records")
     finally:
@@ -149,7 +152,7 @@ def test_log_export_in_every_format(
     rows = registered.trained.rows
     responses = send_all(shadow.url, [split_body(rows.iloc[i : i + 2]) for i in range(10)])
     ids = [response.json()["request_id"] for response in responses]
-    stored_records(shadow, 310)
+    stored_records(shadow, len(ids), frozenset(ids))
     labels = [{"request_id": ids[0], "label": [1, 0]}]
     assert httpx.post(f"{shadow.url}/feedback", json=labels).json()["unknown_request_ids"] == []
     export = [str(BIN / "contender"), "log", "export", "--log-store", shadow.log_store]
