@@ -10,8 +10,9 @@ from typing import Any
 import pandas as pd
 
 from contender.predictions.record import Feedback, JsonValue, PredictionRecord
-from contender.registry.client import ModelRef
+from contender.registry.client import ModelRef, SlotRefs
 from contender.registry.loader import LoadedModel
+from contender.settings import Selector
 
 
 class FakeClock:
@@ -51,13 +52,62 @@ class FakeModel:
         return [[1 - self._score(row), self._score(row)] for _, row in data.iterrows()]
 
 
-def loaded(name: str, version: str, model: Any | None = None) -> LoadedModel:
-    ref = ModelRef(
+def model_ref(name: str, version: str) -> ModelRef:
+    return ModelRef(
         name=name, version=version, run_id=f"run-{version}", source=f"models:/m-{version}"
     )
+
+
+def loaded(name: str, version: str, model: Any | None = None) -> LoadedModel:
     return LoadedModel(
-        ref=ref, model=model or FakeModel(), loaded_at=datetime(2026, 1, 1, tzinfo=UTC)
+        ref=model_ref(name, version),
+        model=model or FakeModel(),
+        loaded_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
+
+
+class FakeRegistryClient:
+    """A RegistryClient whose slots the test sets; with `down` set, every call raises it."""
+
+    def __init__(
+        self, champion: ModelRef | None = None, challenger: ModelRef | None = None
+    ) -> None:
+        self.champion = champion
+        self.challenger = challenger
+        self.down: Exception | None = None
+        self.calls = 0
+
+    def resolve(self, name: str, selector: Selector) -> SlotRefs:
+        self.calls += 1
+        if self.down is not None:
+            raise self.down
+        return SlotRefs(self.champion, self.challenger)
+
+
+class FakeLoader:
+    """A ModelLoader handing out FakeModels; versions in `broken` raise, like a bad artifact.
+
+    Every call counts as a download, as with `MlflowModelLoader`."""
+
+    def __init__(self, clock: FakeClock | None = None, load_seconds: float = 0.5) -> None:
+        self.downloads = 0
+        self.loaded: list[str] = []
+        self.broken: set[str] = set()
+        self._clock = clock or FakeClock()
+        self._load_seconds = load_seconds
+
+    def __call__(self, ref: ModelRef) -> LoadedModel:
+        self.downloads += 1
+        self._clock.advance(self._load_seconds)
+        if ref.version in self.broken:
+            raise RuntimeError(f"artifact of version {ref.version} is broken")
+        self.loaded.append(ref.version)
+        return LoadedModel(
+            ref=ref,
+            model=FakeModel(),
+            loaded_at=self._clock.now(),
+            load_seconds=self._load_seconds,
+        )
 
 
 class ListStore:

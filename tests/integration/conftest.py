@@ -26,11 +26,10 @@ class MlflowServer:
     client: MlflowClient
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    server = Process(
+def start_mlflow_server(root: Path, port: int, log_name: str = "server.log") -> Process:
+    """`mlflow server` on `port`, its store and artifacts under `root`: the same `root` and
+    `port` again restart the same registry. Not waited for: see `wait_mlflow_ready`."""
+    return Process(
         [
             sys.executable,
             "-m",
@@ -47,12 +46,24 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
             "--workers",
             "1",
         ],
-        root / "server.log",
+        root / log_name,
         env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
+
+
+def wait_mlflow_ready(url: str, server: Process) -> None:
+    # 15-30 s on this machine; more when other processes are busy.
+    wait_http_ok(f"{url}/health", server, timeout_s=180)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    server = start_mlflow_server(root, port)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http_ok(f"{url}/health", server, timeout_s=180)
+        wait_mlflow_ready(url, server)
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(url)
         yield MlflowServer(url, MlflowClient(url))

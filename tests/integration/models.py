@@ -43,8 +43,10 @@ def make_data(seed: int = 7) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.DataFrame(features, columns=FEATURES), labels
 
 
-def log_sklearn(estimator: Any, frame: pd.DataFrame, name: str) -> str:
-    with mlflow.start_run():
+def log_sklearn(
+    estimator: Any, frame: pd.DataFrame, name: str, experiment_id: str | None = None
+) -> str:
+    with mlflow.start_run(experiment_id=experiment_id):
         info = mlflow.sklearn.log_model(
             estimator,
             name=name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from contender.cli.log import log_app
+from contender.cli.promote import promote, rollback
 from contender.cli.report import report
 from contender.cli.serve import serve
 
@@ -16,4 +17,6 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.command("report")(report)
+app.command("promote")(promote)
+app.command("rollback")(rollback)
 app.add_typer(log_app, name="log")

@@ -7,13 +7,40 @@ run it in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from contender.settings import Selector
 
-_STAGE_OF_SLOT = {"champion": "Production", "challenger": "Staging"}
+STAGE_OF_SLOT = {"champion": "Production", "challenger": "Staging"}
+
+# MLflow retries a failed HTTP call 7 times with exponential backoff: about 4 minutes
+# against a stopped server. The poller is a retry loop of its own, so a poll should fail
+# in seconds and say so in /status; a CLI should not hang either. Set only where the user
+# has not chosen: MLflow's variables keep their meaning (SPEC section 2).
+_FAIL_FAST_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def fail_fast_http() -> None:
+    """Bound MLflow's HTTP retries for this process unless MLFLOW_HTTP_REQUEST_* say else."""
+    for name, value in _FAIL_FAST_HTTP.items():
+        os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def stages_quietly() -> Iterator[None]:
+    """Stages are deprecated in MLflow but remain SPEC's default selector: no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +84,7 @@ class MlflowRegistryClient:
     def __init__(self, tracking_uri: str | None) -> None:
         from mlflow import MlflowClient
 
+        fail_fast_http()
         # registry_uri None lets MLflow apply MLFLOW_REGISTRY_URI, then the tracking URI.
         self._client = MlflowClient(tracking_uri=tracking_uri)
 
@@ -71,7 +99,7 @@ class MlflowRegistryClient:
         try:
             return _ref(self._client.get_model_version_by_alias(name, alias))
         except MlflowException as error:
-            if _is_missing(error):
+            if is_missing(error):
                 return None
             raise
 
@@ -79,12 +107,10 @@ class MlflowRegistryClient:
         from mlflow.exceptions import MlflowException
 
         try:
-            with warnings.catch_warnings():
-                # Stages are deprecated in MLflow but remain SPEC's default selector.
-                warnings.simplefilter("ignore", FutureWarning)
-                versions = self._client.get_latest_versions(name, stages=[_STAGE_OF_SLOT[slot]])
+            with stages_quietly():
+                versions = self._client.get_latest_versions(name, stages=[STAGE_OF_SLOT[slot]])
         except MlflowException as error:
-            if _is_missing(error):
+            if is_missing(error):
                 return None
             raise
         if not versions:
@@ -92,6 +118,7 @@ class MlflowRegistryClient:
         return _ref(max(versions, key=lambda version: int(version.version)))
 
 
-def _is_missing(error: Exception) -> bool:
+def is_missing(error: Exception) -> bool:
+    """The registry answered "no such model/version/alias" (not: could not be reached)."""
     code = getattr(error, "error_code", "")
     return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")

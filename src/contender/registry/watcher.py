@@ -6,10 +6,16 @@ reuses the model when the other slot already has that version loaded (a promoted
 challenger is moved, not downloaded again), and otherwise downloads, loads and warms the
 new version. Only then does it publish a new snapshot: load, then swap, then retire.
 
+Requests are never touched: each one holds the immutable `RoutingTable` it started with,
+so a request in flight during a swap finishes on the model it began with, and a model a
+new snapshot drops is released when the last such request lets go of it.
+
 Failure modes: a registry that cannot be reached leaves everything as it is and sets
-`last_poll_error`; a version that fails to load or warm up is not swapped in, the old
-model serves on, the slot's error shows in `/status`, and the next poll tries again.
-`poll_once` blocks (MLflow's client is blocking HTTP): callers run it in a thread.
+`last_poll_error` (cleared by the next good poll); a version that fails to load or warm
+up is not swapped in, the old model serves on, the slot's error (with its attempt count)
+shows in `/status`, and every later poll tries again. `run` outlives any error, the
+first poll's included. `poll_once` blocks (MLflow's client is blocking HTTP): callers run
+it in a thread.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from contender.clock import Clock
@@ -40,6 +47,8 @@ class ReloadEvent:
     load_seconds: float
     outcome: str  # "loaded", "reused", "emptied" or "failed"
     error: str | None = None
+    attempt: int = 1
+    """For "failed": how many polls in a row this version failed in this slot."""
 
 
 class RegistryWatcher:
@@ -66,15 +75,25 @@ class RegistryWatcher:
         self.last_poll_error: str | None = None
         self.slot_errors: dict[str, str] = {}
         self.events: deque[ReloadEvent] = deque(maxlen=50)
+        self._failures: dict[str, tuple[ModelRef, int]] = {}
+        """Slot -> the version that keeps failing to load there, and how many times."""
+
+    @property
+    def downloads(self) -> int:
+        """Model artifacts downloaded so far (a reused model is not downloaded again)."""
+        return self._loader.downloads
 
     def poll_once(self) -> bool:
         """Poll and apply; True when a new snapshot was published."""
         try:
             refs = self._client.resolve(self._model_name, self._selector)
         except Exception as error:
-            self.last_poll_error = f"{type(error).__name__}: {error}"
+            # MLflow's messages can run over many lines; /status and the log want one.
+            self.last_poll_error = _one_line(f"{type(error).__name__}: {error}")
             _log.warning("registry poll failed: %s", self.last_poll_error)
             return False
+        if self.last_poll_error is not None:
+            _log.info("registry reachable again after: %s", self.last_poll_error)
         self.last_poll_at = self._clock.now().isoformat()
         self.last_poll_error = None
         table = self._holder.current
@@ -90,10 +109,20 @@ class RegistryWatcher:
         async with self._poll_lock:
             return await asyncio.to_thread(self.poll_once)
 
-    async def run(self, poll_interval_s: float) -> None:
+    async def run(
+        self,
+        poll_interval_s: float,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """Poll every `poll_interval_s` until cancelled; no error ends the loop."""
         while True:
-            await self.poll()
-            await asyncio.sleep(poll_interval_s)
+            try:
+                await self.poll()
+            except Exception:
+                # A bug here must not silently stop hot reload for the process's lifetime.
+                _log.exception("registry poll crashed; retrying in %s s", poll_interval_s)
+            await sleep(poll_interval_s)
 
     def _fill(self, slot: str, ref: ModelRef | None, table: RoutingTable) -> LoadedModel | None:
         current = table.champion if slot == "champion" else table.challenger
@@ -101,15 +130,15 @@ class RegistryWatcher:
         if ref is None:
             if current is not None:
                 self._record(slot, current_version, None, 0.0, "emptied")
-            self.slot_errors.pop(slot, None)
+            self._clear_failure(slot)
             return None
         if current is not None and current.ref == ref:
-            self.slot_errors.pop(slot, None)
+            self._clear_failure(slot)
             return current
         for loaded in (table.champion, table.challenger):
             if loaded is not None and loaded.ref == ref:
                 self._record(slot, current_version, ref.version, 0.0, "reused")
-                self.slot_errors.pop(slot, None)
+                self._clear_failure(slot)
                 return loaded
         return self._load(slot, ref, current)
 
@@ -119,14 +148,28 @@ class RegistryWatcher:
         try:
             loaded = self._loader(ref)
         except Exception as error:
-            message = f"version {ref.version} failed to load: {type(error).__name__}: {error}"
+            attempt = self._count_failure(slot, ref)
+            message = _one_line(
+                f"version {ref.version} failed to load (attempt {attempt}): "
+                f"{type(error).__name__}: {error}"
+            )
             self.slot_errors[slot] = message
-            self._record(slot, old_version, ref.version, self._clock.monotonic() - started,
-                         "failed", message)  # fmt: skip
+            load_seconds = self._clock.monotonic() - started
+            self._record(slot, old_version, ref.version, load_seconds, "failed", message, attempt)
             return current
-        self.slot_errors.pop(slot, None)
+        self._clear_failure(slot)
         self._record(slot, old_version, ref.version, loaded.load_seconds, "loaded")
         return loaded
+
+    def _count_failure(self, slot: str, ref: ModelRef) -> int:
+        previous, count = self._failures.get(slot, (None, 0))
+        attempt = count + 1 if previous == ref else 1
+        self._failures[slot] = (ref, attempt)
+        return attempt
+
+    def _clear_failure(self, slot: str) -> None:
+        self._failures.pop(slot, None)
+        self.slot_errors.pop(slot, None)
 
     def _record(
         self,
@@ -136,11 +179,20 @@ class RegistryWatcher:
         load_seconds: float,
         outcome: str,
         error: str | None = None,
+        attempt: int = 1,
     ) -> None:
         at = self._clock.now().isoformat()
-        self.events.append(ReloadEvent(at, slot, old, new, load_seconds, outcome, error))
+        self.events.append(ReloadEvent(at, slot, old, new, load_seconds, outcome, error, attempt))
         self._metrics.reloads.labels(slot, outcome).inc()
-        _log.info(
+        # One key=value line per attempt: grep-able, and parseable by log shippers.
+        log = _log.warning if outcome == "failed" else _log.info
+        log(
             "reload slot=%s old_version=%s new_version=%s load_seconds=%.3f outcome=%s%s",
-            slot, old, new, load_seconds, outcome, f" error={error!r}" if error else "",
+            slot, old, new, load_seconds, outcome,
+            f" attempt={attempt} error={error!r}" if error else "",
         )  # fmt: skip
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
