@@ -203,11 +203,12 @@ def latest_verdict(
     model: str,
     labels_csv: Path | None = None,
     since: datetime | None = None,
-) -> tuple[str, str]:
-    """(verdict, reason) with the default options, for `contender promote`.
+) -> tuple[str, str, str | None]:
+    """(verdict, reason, the challenger version it judged) with the default options, for
+    `contender promote`, which must not promote a version the report never saw.
 
     Raises ConfigError (one-line message) when the store cannot be read, holds no record
     of the model, or a labels file is bad: `promote` should refuse and print it.
     """
-    verdict = build_report(log_store_url, model, labels_csv, since).verdict
-    return verdict.decision.value, verdict.reason
+    report = build_report(log_store_url, model, labels_csv, since)
+    return report.verdict.decision.value, report.verdict.reason, report.challenger.version

@@ -43,11 +43,17 @@ def _check_verdict(log_store: str, model: str, labels: Path | None, version: str
     from contender.analysis.report import latest_verdict
 
     try:
-        verdict, reason = latest_verdict(log_store, model, labels_csv=labels)
+        verdict, reason, judged = latest_verdict(log_store, model, labels_csv=labels)
     except ConfigError as error:
         raise ConfigError(
             f"cannot read the report's verdict: {error} (--force promotes anyway)"
         ) from error
+    if judged != version:
+        raise ConfigError(
+            f"the report judged challenger version {judged}, but the registry's challenger "
+            f"is version {version}: let it see traffic and ground truth first "
+            "(--force promotes anyway)"
+        )
     if verdict != "promote":
         raise ConfigError(
             f"the report's verdict is {verdict!r}, not 'promote': {reason}; "

@@ -43,6 +43,7 @@ class ModelRunner:
         self._batching = batching
         self._batchers: dict[tuple[int, bool], tuple[LoadedModel, MicroBatcher]] = {}
         self._seen_table: RoutingTable | None = None
+        self._serving: set[int] = set()
         self._closing: set[asyncio.Task[None]] = set()
 
     async def predict(self, model: LoadedModel, data: Any, params: Any, schema: Any) -> Any:
@@ -53,7 +54,10 @@ class ModelRunner:
             if unchecked
             else partial(model.model.predict, params=params)
         )
-        if params is None and isinstance(data, pd.DataFrame) and self._batching.max_batch_size > 1:
+        # A request still in flight on a retired model runs alone rather than reviving a
+        # batcher that would keep the old model in memory.
+        batchable = self._batching.max_batch_size > 1 and id(model) in self._serving
+        if batchable and params is None and isinstance(data, pd.DataFrame):
             # Frames enforced against one signature share columns and dtypes.
             merge_key = ("schema", id(schema)) if schema is not None else None
             return await self._batcher(model, unchecked, predict).predict(data, merge_key)
@@ -82,8 +86,8 @@ class ModelRunner:
         if table is self._seen_table:
             return
         self._seen_table = table
-        serving = {id(model) for model in (table.champion, table.challenger) if model is not None}
-        for key in [key for key in self._batchers if key[0] not in serving]:
+        self._serving = {id(m) for m in (table.champion, table.challenger) if m is not None}
+        for key in [key for key in self._batchers if key[0] not in self._serving]:
             _, batcher = self._batchers.pop(key)
             task = asyncio.create_task(batcher.aclose())
             self._closing.add(task)

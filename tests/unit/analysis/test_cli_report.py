@@ -270,14 +270,15 @@ def test_registered_in_the_contender_app(store_url: str) -> None:
 def test_latest_verdict_for_promote(store_url: str, tmp_path: Path) -> None:
     from contender.analysis.report import latest_verdict
 
-    verdict, reason = latest_verdict(store_url, "m")
+    verdict, reason, judged = latest_verdict(store_url, "m")
     assert verdict == "promote"
+    assert judged is not None
     assert reason.startswith("challenger is better")
     # Flipped labels turn the better challenger into the worse one.
     truth = classifier_data(615, np.random.default_rng(40), 0.6, 1.4).labels
     labels = tmp_path / "labels.csv"
     flipped = "".join(f"q{i},{1 - int(truth[i])}\n" for i in range(600))
     labels.write_text("request_id,label\n" + flipped)
-    verdict, reason = latest_verdict(store_url, "m", labels_csv=labels)
+    verdict, reason, _ = latest_verdict(store_url, "m", labels_csv=labels)
     assert verdict == "keep"
     assert reason.startswith("challenger is worse")
