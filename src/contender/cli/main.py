@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from contender.cli.demo import demo
 from contender.cli.log import log_app
 from contender.cli.promote import promote, rollback
 from contender.cli.report import report
@@ -19,4 +20,5 @@ app.command("serve")(serve)
 app.command("report")(report)
 app.command("promote")(promote)
 app.command("rollback")(rollback)
+app.command("demo")(demo)
 app.add_typer(log_app, name="log")
