@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,3 +115,29 @@ def register_pair(
         set_stage(client, name, champion_version, "Production")
         set_stage(client, name, challenger_version, "Staging")
     return champion_version, challenger_version
+
+
+@dataclass(frozen=True)
+class LocalRegistry:
+    uri: str
+    client: MlflowClient
+    model_uri: str
+
+
+@contextmanager
+def local_sqlite_registry(root: Path, seed: int) -> Iterator[LocalRegistry]:
+    """A `sqlite:///` tracking store under `root` holding one logged model; MLflow's fluent
+    API (`register`, `register_pair`) points at it inside the block only."""
+    uri = f"sqlite:///{root}/mlflow.db"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        client = MlflowClient(uri)
+        experiment = client.create_experiment("local", artifact_location=str(root / "artifacts"))
+        frame, labels = make_data(seed=seed)
+        estimator = LogisticRegression(max_iter=300).fit(frame, labels)
+        model_uri = log_sklearn(estimator, frame, "model", experiment_id=experiment)
+        yield LocalRegistry(uri, client, model_uri)
+    finally:
+        # set_tracking_uri also sets MLFLOW_TRACKING_URI, which later subprocesses inherit.
+        mlflow.set_tracking_uri(previous)

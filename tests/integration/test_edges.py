@@ -7,10 +7,7 @@ import signal
 from pathlib import Path
 
 import httpx2 as httpx
-import mlflow
 import pytest
-from mlflow import MlflowClient
-from sklearn.linear_model import LogisticRegression
 
 from tests.integration import models
 from tests.integration.conftest import STAGES_MODEL, Registered, Service, ServiceFactory
@@ -109,22 +106,10 @@ def test_no_champion_answers_503(start_service: ServiceFactory, mlflow_url: str)
 @pytest.fixture(scope="module")
 def sqlite_registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A local `sqlite:///` tracking store with one model whose `@champion` is set."""
-    root = tmp_path_factory.mktemp("local-registry")
-    uri = f"sqlite:///{root}/mlflow.db"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        client = MlflowClient(uri)
-        experiment = client.create_experiment("local", artifact_location=str(root / "artifacts"))
-        mlflow.set_experiment(experiment_id=experiment)
-        frame, labels = models.make_data(seed=3)
-        estimator = LogisticRegression(max_iter=300).fit(frame, labels)
-        version = models.register(models.log_sklearn(estimator, frame, "m"), "local-model")
-        client.set_registered_model_alias("local-model", "champion", version)
-    finally:
-        # set_tracking_uri also sets MLFLOW_TRACKING_URI, which later subprocesses inherit.
-        mlflow.set_tracking_uri(previous)
-    return uri, version
+    with models.local_sqlite_registry(tmp_path_factory.mktemp("registry"), seed=3) as local:
+        version = models.register(local.model_uri, "local-model")
+        local.client.set_registered_model_alias("local-model", "champion", version)
+    return local.uri, version
 
 
 def test_a_local_sqlite_registry_serves(

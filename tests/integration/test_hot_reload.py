@@ -481,19 +481,10 @@ def restore_environ() -> Iterator[None]:
 @pytest.fixture
 def local_registry(tmp_path: Path) -> str:
     """A `sqlite:///` tracking store: version 1 in Production, version 2 in Staging."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        client = MlflowClient(uri)
-        experiment = client.create_experiment("local", artifact_location=str(tmp_path / "art"))
-        frame, labels = models.make_data(seed=5)
-        estimator = LogisticRegression(max_iter=300).fit(frame, labels)
-        model_uri = models.log_sklearn(estimator, frame, "model", experiment_id=experiment)
-        models.register_pair(client, "local", model_uri, model_uri, by_alias=False)
-    finally:
-        mlflow.set_tracking_uri(previous)
-    return uri
+    with models.local_sqlite_registry(tmp_path, seed=5) as local:
+        uri = local.model_uri
+        models.register_pair(local.client, "local", uri, uri, by_alias=False)
+    return local.uri
 
 
 def verdict_store(path: Path, model: str, challenger_signal: float) -> str:

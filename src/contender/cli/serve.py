@@ -61,7 +61,7 @@ def serve(
     flags = {key: value for key, value in locals().items()}
     settings = _settings(flags)
     # Imported here: they pull in MLflow (4 s), which the other commands do not need.
-    from contender.compose import build_services, limit_native_threads
+    from contender.compose import build_services, tune_process
     from contender.errors import ConfigError
     from contender.http.app import create_app
     from contender.http.transport import NoDelayHttpToolsProtocol
@@ -74,7 +74,7 @@ def serve(
         "http": NoDelayHttpToolsProtocol,
     }
     if settings.workers == 1:
-        limit_native_threads()
+        tune_process()
         try:
             services = build_services(settings)
         except ConfigError as error:

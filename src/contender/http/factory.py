@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from contender.compose import build_services, limit_native_threads
+from contender.compose import build_services, tune_process
 from contender.http.app import create_app
 from contender.settings import Settings
 
 
 def app_from_environment() -> Starlette:
-    limit_native_threads()
+    tune_process()
     return create_app(build_services(Settings()))
