@@ -124,12 +124,12 @@ def write_chart(path: Path, measurements: Sequence[Measurement], title: str) -> 
     tput.set_ylim(bottom=0)
     bars = [m for m in ok if m.case.rows > 1]
     if bars:
-        names = [f"{m.target}\n{m.case.name}" for m in bars]
+        names = [m.target for m in bars]
         values = [m.wrk.requests_per_s * m.case.rows for m in bars if m.wrk]
         batch.bar(names, values, color=[colors[m.target] for m in bars])
         batch.set_ylabel("rows/s")
-        batch.tick_params(axis="x", labelsize=8)
-        batch.set_title("100-row requests")
+        batch.tick_params(axis="x", labelsize=8, labelrotation=30)
+        batch.set_title(f"{bars[0].case.rows}-row requests, {bars[0].case.connections} connections")
     else:
         batch.set_visible(False)
     fig.suptitle(title)
