@@ -24,6 +24,7 @@ from mlflow.pyfunc import scoring_server
 from mlflow.utils.proto_json_utils import _get_jsonable_obj
 
 from contender.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from contender.jsonio import dumps
 from contender.predictions.record import JsonValue
 from contender.signature import InputSpec
 
@@ -183,18 +184,6 @@ def _first_line(message: str) -> str:
 def rows_of(raw: Any) -> JsonValue:
     """A model output as JSON-able values, row-aligned for arrays and frames (as MLflow)."""
     return _get_jsonable_obj(raw, pandas_orient="records")
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def dumps(document: Any) -> bytes:
-    return orjson.dumps(document, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def log_inputs(data: Any, redact: frozenset[str]) -> dict[str, JsonValue]:

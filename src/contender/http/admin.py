@@ -15,6 +15,7 @@ from contender.compose import Services
 from contender.errors import BadRequest
 from contender.http.body import read_body
 from contender.http.problems import problem
+from contender.jsonio import dumps
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -52,7 +53,7 @@ async def reload(request: Request) -> Response:
         "last_poll_error": services.watcher.last_poll_error,
         "load_errors": dict(services.watcher.slot_errors),
     }
-    return Response(protocol.dumps(document), media_type=protocol.JSON_TYPE)
+    return Response(dumps(document), media_type=protocol.JSON_TYPE)
 
 
 @requires_token
@@ -70,7 +71,7 @@ async def routing(request: Request) -> Response:
         )
     )
     answer = {"challenger_weight": table.challenger_weight, "testing": table.testing}
-    return Response(protocol.dumps(answer), media_type=protocol.JSON_TYPE)
+    return Response(dumps(answer), media_type=protocol.JSON_TYPE)
 
 
 def _routing_change(document: object) -> tuple[float | None, bool | None]:

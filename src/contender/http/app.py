@@ -25,7 +25,8 @@ def create_app(services: Services) -> Starlette:
         # Everything built so far (models, MLflow, pandas) lives as long as the process:
         # moving it out of the collector's generations keeps GC pauses off request tails.
         gc.freeze()
-        poller = asyncio.create_task(services.watcher.run(services.settings.poll_interval))
+        interval_s = services.settings.poll_interval
+        poller = asyncio.create_task(services.watcher.run(interval_s, initial_delay_s=interval_s))
         try:
             yield
         finally:

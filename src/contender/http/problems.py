@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from contender.errors import BadRequest, ContenderError, ModelFailure, NoChampion
-from contender.protocol import dumps
+from contender.jsonio import dumps
 
 _log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from contender import protocol
 from contender.compose import Services
 from contender.errors import BadRequest, NoChampion
 from contender.http.body import read_body
+from contender.jsonio import dumps
 from contender.predictions.record import Feedback
 from contender.routing.router import ScoringRequest
 
@@ -58,7 +59,7 @@ async def invocations(request: Request) -> Response:
         "X-Served-By": answer.served_by.value,
         "X-Model-Version": answer.version,
     }
-    return Response(protocol.dumps(document), headers=headers, media_type=protocol.JSON_TYPE)
+    return Response(dumps(document), headers=headers, media_type=protocol.JSON_TYPE)
 
 
 async def feedback(request: Request) -> Response:
@@ -71,7 +72,7 @@ async def feedback(request: Request) -> Response:
     items = _feedback_items(document)
     unknown = await asyncio.to_thread(services.store.add_feedback, items)
     answer = {"accepted": len(items), "unknown_request_ids": unknown}
-    return Response(protocol.dumps(answer), media_type=protocol.JSON_TYPE)
+    return Response(dumps(answer), media_type=protocol.JSON_TYPE)
 
 
 def _feedback_items(document: Any) -> list[Feedback]:

@@ -12,11 +12,12 @@ from starlette.responses import Response
 from contender import __version__, protocol
 from contender.compose import Services
 from contender.http.problems import problem
+from contender.jsonio import dumps
 from contender.registry.loader import LoadedModel
 
 
 def _json(document: object, status_code: int = 200) -> Response:
-    return Response(protocol.dumps(document), status_code, media_type=protocol.JSON_TYPE)
+    return Response(dumps(document), status_code, media_type=protocol.JSON_TYPE)
 
 
 async def ping(_request: Request) -> Response:

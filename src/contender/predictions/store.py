@@ -13,13 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import orjson
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from contender.errors import ConfigError
+from contender.jsonio import dumps
 from contender.predictions.record import Feedback, JsonValue, PredictionRecord
 
 _metadata = sa.MetaData()
@@ -87,17 +86,8 @@ def _check_url(url: str) -> sa.URL:
     return parsed
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, datetime | pd.Timestamp):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} cannot be stored as JSON")
-
-
 def _to_json(value: Any) -> str:
-    # orjson: exact floats, NaN as null, and several times faster than json.dumps.
-    return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return dumps(value).decode()
 
 
 def _from_json(value: Any) -> Any:

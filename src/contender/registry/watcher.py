@@ -114,8 +114,12 @@ class RegistryWatcher:
         poll_interval_s: float,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        initial_delay_s: float = 0.0,
     ) -> None:
-        """Poll every `poll_interval_s` until cancelled; no error ends the loop."""
+        """Poll every `poll_interval_s` until cancelled; no error ends the loop. A caller
+        that has just polled itself passes `initial_delay_s` rather than poll twice."""
+        if initial_delay_s > 0:
+            await sleep(initial_delay_s)
         while True:
             try:
                 await self.poll()
