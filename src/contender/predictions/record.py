@@ -12,12 +12,16 @@ JsonValue = Any
 
 @dataclass(frozen=True, slots=True)
 class ArmOutcome:
-    """What one model did with the request; all None when it was not invoked."""
+    """What one model did with the request; all None when it was not invoked.
+
+    A skipped arm keeps the `version` that would have run and says why in `skipped`
+    (`"overload"` or `"breaker_open"`); its predictions, latency and error stay None."""
 
     version: str | None = None
     predictions: JsonValue | None = None
     latency_ms: float | None = None
     error: str | None = None
+    skipped: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,10 @@ class PredictionRecord:
     routing_key: str | None
     champion: ArmOutcome
     challenger: ArmOutcome
+    challenger_weight: float | None = None
+    """The weight the draw used."""
+    routing_revision: int | None = None
+    """The registry routing tag's revision the draw used; None when the flags set it."""
 
     def to_row(self) -> dict[str, JsonValue]:
         """The flat field names of SPEC section 4, as stores and exports use them."""
@@ -51,6 +59,8 @@ class PredictionRecord:
         for arm, outcome in (("champion", self.champion), ("challenger", self.challenger)):
             for field, value in asdict(outcome).items():
                 row[f"{arm}_{field}"] = value
+        row["challenger_weight"] = self.challenger_weight
+        row["routing_revision"] = self.routing_revision
         return row
 
 
@@ -71,6 +81,10 @@ RECORD_FIELDS: tuple[str, ...] = (
     "challenger_predictions",
     "challenger_latency_ms",
     "challenger_error",
+    "champion_skipped",
+    "challenger_skipped",
+    "challenger_weight",
+    "routing_revision",
 )
 
 

@@ -20,37 +20,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from contender.errors import ConfigError
 from contender.jsonio import dumps
 from contender.predictions.record import Feedback, JsonValue, PredictionRecord
+from contender.predictions.schema import feedback_table, predictions_table, upgrade
 
-_metadata = sa.MetaData()
-
-predictions_table = sa.Table(
-    "predictions",
-    _metadata,
-    sa.Column("request_id", sa.String(128), primary_key=True),
-    sa.Column("timestamp", sa.String(40), nullable=False, index=True),
-    sa.Column("model_name", sa.String(256), nullable=False),
-    sa.Column("inputs", sa.JSON, nullable=False),
-    sa.Column("served_by", sa.String(16), nullable=False),
-    sa.Column("fallback", sa.Boolean, nullable=False),
-    sa.Column("routing_draw", sa.Float),
-    sa.Column("routing_key", sa.String(256)),
-    sa.Column("champion_version", sa.String(32)),
-    sa.Column("champion_predictions", sa.JSON),
-    sa.Column("champion_latency_ms", sa.Float),
-    sa.Column("champion_error", sa.Text),
-    sa.Column("challenger_version", sa.String(32)),
-    sa.Column("challenger_predictions", sa.JSON),
-    sa.Column("challenger_latency_ms", sa.Float),
-    sa.Column("challenger_error", sa.Text),
-)
-
-feedback_table = sa.Table(
-    "feedback",
-    _metadata,
-    sa.Column("request_id", sa.String(128), primary_key=True),
-    sa.Column("row", sa.Integer, primary_key=True),
-    sa.Column("label", sa.JSON, nullable=False),
-)
+__all__ = ["PredictionStore", "SqlPredictionStore", "feedback_table", "predictions_table"]
 
 
 class PredictionStore(Protocol):
@@ -105,7 +77,7 @@ def _enable_wal(dbapi_connection: Any, _record: Any) -> None:
 
 
 class SqlPredictionStore:
-    """SQLite or PostgreSQL through SQLAlchemy Core; the tables are created on open."""
+    """SQLite or PostgreSQL through SQLAlchemy Core; opening creates or migrates the tables."""
 
     def __init__(self, url: str) -> None:
         parsed = _check_url(url)
@@ -117,7 +89,7 @@ class SqlPredictionStore:
         )
         if self._dialect == "sqlite":
             sa.event.listen(self._engine, "connect", _enable_wal)
-        _metadata.create_all(self._engine)
+        upgrade(self._engine)
 
     def _insert(self, table: sa.Table) -> Any:
         dialect_insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert

@@ -1,0 +1,117 @@
+"""The log store's tables and their versioned migrations.
+
+A store records its schema version in `contender_schema`. Opening a store brings it to
+`LATEST_VERSION` by applying, in order and in one transaction, every migration above the
+version it has. A store written by contender 0.1.0 has the tables but no version row:
+that is version 1. A new store is created at the latest version directly.
+
+Migrations only add (columns, indexes), so an older contender still reads a newer store,
+and records are never rewritten. With many workers or replicas opening one PostgreSQL
+store at once, a transaction-scoped advisory lock makes one of them migrate and the
+others find the work done; SQLite serialises writers by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+predictions_table = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("timestamp", sa.String(40), nullable=False, index=True),
+    sa.Column("model_name", sa.String(256), nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("served_by", sa.String(16), nullable=False),
+    sa.Column("fallback", sa.Boolean, nullable=False),
+    sa.Column("routing_draw", sa.Float),
+    sa.Column("routing_key", sa.String(256)),
+    sa.Column("champion_version", sa.String(32)),
+    sa.Column("champion_predictions", sa.JSON),
+    sa.Column("champion_latency_ms", sa.Float),
+    sa.Column("champion_error", sa.Text),
+    sa.Column("challenger_version", sa.String(32)),
+    sa.Column("challenger_predictions", sa.JSON),
+    sa.Column("challenger_latency_ms", sa.Float),
+    sa.Column("challenger_error", sa.Text),
+    # Version 2:
+    sa.Column("champion_skipped", sa.String(16)),
+    sa.Column("challenger_skipped", sa.String(16)),
+    sa.Column("challenger_weight", sa.Float),
+    sa.Column("routing_revision", sa.Integer),
+)
+
+feedback_table = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("row", sa.Integer, primary_key=True),
+    sa.Column("label", sa.JSON, nullable=False),
+)
+
+schema_table = sa.Table(
+    "contender_schema",
+    metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+Migration = Callable[[sa.Connection], None]
+
+
+def _add_columns(*names: str) -> Migration:
+    def migrate(connection: sa.Connection) -> None:
+        preparer = connection.dialect.identifier_preparer
+        for name in names:
+            column = predictions_table.c[name]
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(
+                sa.text(f"ALTER TABLE predictions ADD COLUMN {preparer.quote(name)} {kind}")
+            )
+
+    return migrate
+
+
+MIGRATIONS: dict[int, Migration] = {
+    # 0.2.0: skipped shadow work (SPEC section 1) and the routing each draw used (section 2).
+    2: _add_columns(
+        "champion_skipped", "challenger_skipped", "challenger_weight", "routing_revision"
+    ),
+}
+LATEST_VERSION = max(MIGRATIONS)
+
+# Any constant unique to contender: the key of its PostgreSQL advisory lock.
+_PG_LOCK_KEY = 0x636F6E74656E6472
+
+
+def upgrade(engine: sa.Engine) -> int:
+    """Bring the store to `LATEST_VERSION`; returns the version it had (0: new store)."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        found = _current_version(connection)
+        if found == 0:
+            metadata.create_all(connection)
+            connection.execute(sa.insert(schema_table).values(version=LATEST_VERSION))
+            return found
+        if found == 1:
+            schema_table.create(connection)
+            connection.execute(sa.insert(schema_table).values(version=1))
+        for version in range(found + 1, LATEST_VERSION + 1):
+            MIGRATIONS[version](connection)
+        if found < LATEST_VERSION:
+            connection.execute(sa.update(schema_table).values(version=LATEST_VERSION))
+        return found
+
+
+def _current_version(connection: sa.Connection) -> int:
+    tables = set(sa.inspect(connection).get_table_names())
+    if "predictions" not in tables:
+        return 0
+    if "contender_schema" not in tables:
+        return 1
+    version = connection.execute(sa.select(sa.func.max(schema_table.c.version))).scalar()
+    return int(version or 1)
