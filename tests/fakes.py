@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from contender.models import LoadedModel
 from contender.predictions.record import Feedback, JsonValue, PredictionRecord
 from contender.registry.client import ModelRef, SlotRefs
-from contender.registry.loader import LoadedModel
 from contender.settings import Selector
 
 

@@ -18,15 +18,23 @@ from contender.predictions.store import PredictionStore, SqlPredictionStore
 from contender.predictions.writer import LogWriter
 from contender.registry.client import MlflowRegistryClient, RegistryClient
 from contender.registry.loader import MlflowModelLoader, ModelLoader
+from contender.registry.shadow_process import PreloadingLoader, ShadowProcess
 from contender.registry.watcher import RegistryWatcher
+from contender.routing.breaker import CircuitBreaker, reported
 from contender.routing.policy import RoutingPolicy
 from contender.routing.router import ChampionChallengerRouter, RouterConfig
-from contender.routing.runner import BatchingConfig, ModelRunner
+from contender.routing.runner import BatchingConfig, InProcess, ModelBackend, ModelRunner
 from contender.routing.table import RoutingTable, TableHolder
 from contender.settings import Settings
 
 # Model threads: enough to overlap I/O-light sklearn predicts without thrashing 2 cores.
 _MODEL_THREADS = 4
+# Shadow threads only wait on the shadow process: one per model it may be scoring.
+_SHADOW_THREADS = 2
+# A shadow call this many times the challenger timeout (at least the floor) is a hung
+# model: its process is replaced.
+_SHADOW_HANG_FACTOR = 10
+_SHADOW_HANG_FLOOR_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -43,10 +51,13 @@ class Services:
     new_request_id: Callable[[], str]
     redact: frozenset[str]
     executors: tuple[ThreadPoolExecutor, ...] = field(default=())
+    shadow_process: ShadowProcess | None = None
 
     def shutdown_executors(self) -> None:
         for executor in self.executors:
             executor.shutdown(wait=False, cancel_futures=True)
+        if self.shadow_process is not None:
+            self.shadow_process.close()
 
 
 def tune_process() -> None:
@@ -76,21 +87,50 @@ def build_services(
     store: PredictionStore | None = None,
     new_request_id: Callable[[], str] | None = None,
 ) -> Services:
-    """Build the service; tests pass fakes for any of the keyword arguments."""
+    """Build the service; tests pass fakes for any of the keyword arguments.
+
+    With MLflow's loader, shadow work runs in the low-priority shadow process; with a
+    loader a test passes (whose models may live only in this process), in threads here.
+    """
     clock = clock or SystemClock()
     metrics = ServiceMetrics(CollectorRegistry())
     holder = TableHolder(RoutingTable(None, None, settings.challenger_weight, settings.testing))
     store = store or SqlPredictionStore(settings.log_store)
     writer = LogWriter(store, metrics)
+    shadow_process: ShadowProcess | None = None
+    shadow_backend: ModelBackend = InProcess()
+    if loader is None:
+        hang_s = max(
+            settings.challenger_timeout_ms / 1000 * _SHADOW_HANG_FACTOR, _SHADOW_HANG_FLOOR_S
+        )
+        shadow_process = ShadowProcess(call_limit_s=hang_s)
+        shadow_backend = shadow_process
+        loader = PreloadingLoader(MlflowModelLoader(settings.tracking_uri, clock), shadow_process)
     champion_pool = ThreadPoolExecutor(_MODEL_THREADS, thread_name_prefix="champion")
     challenger_pool = ThreadPoolExecutor(_MODEL_THREADS, thread_name_prefix="challenger")
+    shadow_pool = ThreadPoolExecutor(_SHADOW_THREADS, thread_name_prefix="shadow")
     batching = BatchingConfig(settings.max_batch_size, settings.max_batch_wait_ms)
+    breaker = CircuitBreaker(
+        window=settings.breaker_window,
+        error_rate=settings.breaker_error_rate,
+        cooldown_s=settings.breaker_cooldown_s,
+        clock=clock,
+        on_transition=reported(metrics),
+    )
     router = ChampionChallengerRouter(
         holder,
         RoutingPolicy(rng or random.Random()),
         config=RouterConfig(settings.model, settings.challenger_timeout_ms / 1000),
         champion_runner=ModelRunner(champion_pool, clock, batching),
         challenger_runner=ModelRunner(challenger_pool, clock, batching),
+        shadow_runner=ModelRunner(
+            shadow_pool,
+            clock,
+            batching,
+            backend=shadow_backend,
+            max_lag_ms=settings.shadow_max_lag_ms,
+        ),
+        breaker=breaker,
         clock=clock,
         rows_of=protocol.rows_of,
         record_sink=writer.submit,
@@ -98,7 +138,7 @@ def build_services(
     )
     watcher = RegistryWatcher(
         registry_client or MlflowRegistryClient(settings.tracking_uri),
-        loader or MlflowModelLoader(settings.tracking_uri, clock),
+        loader,
         holder,
         model_name=settings.model,
         selector=settings.selector,
@@ -115,5 +155,6 @@ def build_services(
         metrics=metrics,
         new_request_id=new_request_id or (lambda: uuid.uuid4().hex),
         redact=frozenset(settings.redact),
-        executors=(champion_pool, challenger_pool),
+        executors=(champion_pool, challenger_pool, shadow_pool),
+        shadow_process=shadow_process,
     )

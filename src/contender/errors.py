@@ -6,6 +6,7 @@
     │   └── PayloadTooLarge        413
     ├── NoChampion            no champion is loaded yet (503)
     ├── ModelFailure          a model raised while predicting (500 for the champion)
+    ├── RemoteModelError      a model raised in the shadow process (its own `Type: message`)
     └── ConfigError           settings or command-line values that cannot work
 
 `http/problems.py` maps these to HTTP answers in one place.
@@ -41,6 +42,10 @@ class NoChampion(ContenderError):
 class ModelFailure(ContenderError):
     status_code = 500
     error_code = "MODEL_ERROR"
+
+
+class RemoteModelError(ContenderError):
+    """A model raised in another process; `str()` is its own `Type: message`."""
 
 
 class ConfigError(ContenderError):

@@ -36,6 +36,24 @@ class ServiceMetrics:
             "Requests drawn for the challenger but answered by the champion.",
             registry=registry,
         )
+        self.shadow_skipped = Counter(
+            "contender_shadow_skipped",
+            "Predictions not run: shadow work past the lag bound (overload), or a challenger "
+            "held off by its open circuit breaker (breaker_open).",
+            ["arm", "reason"],
+            registry=registry,
+        )
+        self.breaker_open = Gauge(
+            "contender_breaker_open",
+            "1 while the challenger's circuit breaker is open, else 0.",
+            registry=registry,
+        )
+        self.breaker_transitions = Counter(
+            "contender_breaker_transitions",
+            "Circuit breaker state changes, by the state entered.",
+            ["to"],
+            registry=registry,
+        )
         self.reloads = Counter(
             "contender_reloads",
             "Model swaps attempted by the registry poller, by slot and outcome.",

@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     challenger_timeout_ms: float = Field(default=1000.0, gt=0.0)
     """How long the challenger may take before its answer is given up (milliseconds)."""
 
+    shadow_max_lag_ms: float = Field(default=1000.0, gt=0.0)
+    """Shadow work (the prediction of the arm that does not answer) that cannot start
+    within this many milliseconds of its request's answer is skipped as `"overload"`."""
+
+    breaker_window: int = Field(default=100, ge=1)
+    """Challenger predictions the circuit breaker judges the error rate over."""
+
+    breaker_error_rate: float = Field(default=0.2, ge=0.0, le=1.0)
+    """Failed share of the window above which the breaker opens."""
+
+    breaker_cooldown_s: float = Field(default=30.0, gt=0.0)
+    """Seconds of probes (at most one a second) under the threshold before it closes."""
+
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     """Largest request body accepted; larger ones get 413."""
 

@@ -18,6 +18,8 @@ STAGES_MODEL = "churn-stages"
 ALIASES_MODEL = "churn-aliases"
 FLAKY_MODEL = "churn-flaky-challenger"
 SLOW_MODEL = "churn-slow-challenger"
+COSTLY_MODEL = "churn-costly-challenger"
+HALF_FAILING_MODEL = "churn-half-failing-challenger"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ def registered(mlflow_server: MlflowServer) -> Registered:
     pair = (trained.champion_uri, trained.challenger_uri)
     raising_uri = models.log_code_model("raising_model.py", trained.rows)
     slow_uri = models.log_code_model("slow_model.py", trained.rows)
+    costly_uri = models.log_code_model("costly_model.py", trained.rows)
+    half_failing_uri = models.log_code_model("half_failing_model.py", trained.rows)
     versions = {
         STAGES_MODEL: models.register_pair(client, STAGES_MODEL, *pair, by_alias=False),
         ALIASES_MODEL: models.register_pair(client, ALIASES_MODEL, *pair, by_alias=True),
@@ -94,6 +98,12 @@ def registered(mlflow_server: MlflowServer) -> Registered:
         ),
         SLOW_MODEL: models.register_pair(
             client, SLOW_MODEL, trained.champion_uri, slow_uri, by_alias=False
+        ),
+        COSTLY_MODEL: models.register_pair(
+            client, COSTLY_MODEL, trained.champion_uri, costly_uri, by_alias=False
+        ),
+        HALF_FAILING_MODEL: models.register_pair(
+            client, HALF_FAILING_MODEL, trained.champion_uri, half_failing_uri, by_alias=False
         ),
     }
     return Registered(trained, versions)

@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from contender.errors import ModelFailure, NoChampion
 from contender.metrics import ServiceMetrics
+from contender.models import LoadedModel
 from contender.predictions.record import PredictionRecord
-from contender.registry.loader import LoadedModel
+from contender.routing.breaker import BreakerState, CircuitBreaker
 from contender.routing.policy import RoutingPolicy, arm_for, sticky_draw
 from contender.routing.router import Answer, ChampionChallengerRouter, RouterConfig, ScoringRequest
 from contender.routing.runner import BatchingConfig, ModelRunner
@@ -22,6 +23,10 @@ from contender.routing.table import Arm, RoutingTable, TableHolder
 from tests.fakes import FakeClock, FakeModel, loaded
 
 ROWS = pd.DataFrame({"a": [0.1, 0.2], "b": [0.3, 0.1]})
+
+
+def _ignore(old: BreakerState, new: BreakerState, error_rate: float) -> None:
+    pass
 
 
 class Harness:
@@ -33,17 +38,27 @@ class Harness:
         testing: bool = True,
         seed: int = 42,
         timeout_s: float = 5.0,
+        breaker_window: int = 100,
     ) -> None:
         self.records: list[PredictionRecord] = []
         self.holder = TableHolder(RoutingTable(champion, challenger, weight, testing))
         self.pool = ThreadPoolExecutor(2)
+        self.clock = clock = FakeClock()
         self.router = ChampionChallengerRouter(
             self.holder,
             RoutingPolicy(random.Random(seed)),
             config=RouterConfig("m", timeout_s),
             champion_runner=ModelRunner(self.pool, FakeClock(), BatchingConfig()),
             challenger_runner=ModelRunner(self.pool, FakeClock(), BatchingConfig()),
-            clock=FakeClock(),
+            shadow_runner=ModelRunner(self.pool, FakeClock(), BatchingConfig(), max_lag_ms=1000),
+            breaker=CircuitBreaker(
+                window=breaker_window,
+                error_rate=0.2,
+                cooldown_s=30,
+                clock=clock,
+                on_transition=_ignore,
+            ),
+            clock=clock,
             rows_of=lambda raw: list(raw),
             record_sink=self.records.append,
             metrics=ServiceMetrics(CollectorRegistry()),
@@ -150,3 +165,27 @@ def test_the_draw_boundaries() -> None:
     assert all(0.0 <= draw < 1.0 for draw in draws)
     assert 0.45 < sum(draws) / len(draws) < 0.55
     assert sticky_draw("same") == sticky_draw("same")
+
+
+def test_an_open_breaker_answers_with_the_champion_and_only_probes() -> None:
+    broken = FakeModel(error=RuntimeError("boom"))
+    harness = Harness(loaded("m", "1"), loaded("m", "2", broken), weight=1.0, breaker_window=10)
+    answers = harness.score(30)  # the fake clock stands still: one probe in all
+    assert all(a.served_by is Arm.CHAMPION and a.fallback for a in answers)
+    assert harness.router.breaker_status()["state"] == "open"
+    assert broken.calls == 11  # ten that opened it, then one probe
+    errors = [r.challenger.error for r in harness.records]
+    skipped = [r.challenger.skipped for r in harness.records]
+    assert errors[:11] == ["RuntimeError: boom"] * 11
+    assert skipped[:11] == [None] * 11
+    assert skipped[11:] == ["breaker_open"] * 19
+    assert all(r.fallback and r.served_by == "champion" for r in harness.records)
+    assert all(r.challenger.version == "2" for r in harness.records)
+    assert all(r.challenger.predictions is None for r in harness.records[11:])
+
+
+def test_records_carry_the_weight_their_draw_used() -> None:
+    harness = Harness(loaded("m", "1"), loaded("m", "2"), weight=0.25)
+    harness.score(3)
+    assert [r.challenger_weight for r in harness.records] == [0.25] * 3
+    assert all(r.routing_revision is None for r in harness.records)

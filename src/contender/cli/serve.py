@@ -45,6 +45,18 @@ def serve(
     challenger_timeout_ms: Annotated[
         float | None, typer.Option(help="Challenger time limit [default: 1000].")
     ] = None,
+    shadow_max_lag_ms: Annotated[
+        float | None, typer.Option(help="Skip shadow work not started by then [default: 1000].")
+    ] = None,
+    breaker_window: Annotated[
+        int | None, typer.Option(help="Challenger predictions the breaker judges [default: 100].")
+    ] = None,
+    breaker_error_rate: Annotated[
+        float | None, typer.Option(help="Failed share that opens the breaker [default: 0.2].")
+    ] = None,
+    breaker_cooldown_s: Annotated[
+        float | None, typer.Option(help="Seconds of good probes before it closes [default: 30].")
+    ] = None,
     max_body_bytes: Annotated[int | None, typer.Option(help="Largest body accepted.")] = None,
     max_rows: Annotated[int | None, typer.Option(help="Most rows in one request.")] = None,
     redact: Annotated[

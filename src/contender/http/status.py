@@ -13,7 +13,7 @@ from contender import __version__, protocol
 from contender.compose import Services
 from contender.http.problems import problem
 from contender.jsonio import dumps
-from contender.registry.loader import LoadedModel
+from contender.models import LoadedModel
 
 
 def _json(document: object, status_code: int = 200) -> Response:
@@ -53,6 +53,7 @@ async def status(request: Request) -> Response:
             "challenger": _describe(table.challenger),
             "last_poll_at": watcher.last_poll_at,
             "last_poll_error": watcher.last_poll_error,
+            "breaker": services.router.breaker_status(),
             "load_errors": dict(watcher.slot_errors),
             "downloads": watcher.downloads,
             "reloads": [asdict(event) for event in watcher.events],

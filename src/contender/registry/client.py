@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from contender.models import ModelRef
 from contender.settings import Selector
+
+__all__ = ["MlflowRegistryClient", "ModelRef", "RegistryClient", "SlotRefs"]
 
 STAGE_OF_SLOT = {"champion": "Production", "challenger": "Staging"}
 
@@ -41,20 +44,6 @@ def stages_quietly() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         yield
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRef:
-    """One registered model version, as the registry describes it."""
-
-    name: str
-    version: str
-    run_id: str | None
-    source: str
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,47 +7,13 @@ one) succeeded, so a model that loads but cannot predict is never swapped in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from contender.clock import Clock
-from contender.registry.client import ModelRef
+from contender.models import LoadedModel, ModelRef
 from contender.signature import InputSpec
 
-
-class Model(Protocol):
-    """What the router needs of a model: a blocking predict on one parsed input."""
-
-    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any: ...
-
-
-@dataclass(frozen=True, eq=False)
-class LoadedModel:
-    """A model version ready to serve: the pyfunc, where it came from, and when."""
-
-    ref: ModelRef
-    model: Model
-    loaded_at: datetime
-    input_spec: InputSpec = field(default_factory=InputSpec)
-    """The signature's inputs, prepared for parsing requests."""
-    load_seconds: float = 0.0
-    predict_unchecked: Callable[[Any], Any] | None = None
-    """The flavour's own predict, skipping MLflow's schema enforcement: only for input
-    that was already enforced against `input_schema`."""
-
-    @property
-    def input_schema(self) -> Any:
-        """The signature's input schema (an `mlflow.types.Schema`), or None."""
-        return self.input_spec.schema
-
-    def describe(self) -> dict[str, str]:
-        return {
-            "version": self.ref.version,
-            "run_id": self.ref.run_id or "",
-            "source": self.ref.source,
-            "loaded_at": self.loaded_at.isoformat(),
-        }
+__all__ = ["LoadedModel", "MlflowModelLoader", "ModelLoader"]
 
 
 class ModelLoader(Protocol):
@@ -96,11 +62,12 @@ class MlflowModelLoader:
             loaded_at=self._clock.now(),
             input_spec=InputSpec.of(pyfunc.metadata.get_input_schema()),
             load_seconds=self._clock.monotonic() - started,
-            predict_unchecked=_unchecked_predict(pyfunc),
+            predict_unchecked=unchecked_predict(pyfunc),
+            local_path=local_path,
         )
 
 
-def _unchecked_predict(pyfunc: Any) -> Callable[[Any], Any] | None:
+def unchecked_predict(pyfunc: Any) -> Callable[[Any], Any] | None:
     """What `PyFuncModel.predict` calls once enforcement is done, when that is all it does.
 
     Models whose signature comes from type hints convert and validate their input in

@@ -31,12 +31,21 @@ class BatcherClosedError(ContenderError):
     """The batcher was closed before this request could run."""
 
 
+class WorkSkipped(ContenderError):
+    """The request waited past the batcher's `max_lag_ms` and was dropped before running."""
+
+
+OnStart = Callable[[float], None]
+"""Told the monotonic time at which a request's model call begins."""
+
+
 @dataclass(eq=False)
 class _Request:
     frame: pd.DataFrame
     key: Hashable
     arrived_at_s: float
     future: asyncio.Future[Any] = field(repr=False)
+    on_start: OnStart | None = field(default=None, repr=False)
 
     @property
     def rows(self) -> int:
@@ -75,6 +84,12 @@ class MicroBatcher:
     worker; if ``aclose()`` itself is cancelled, waiting callers get
     ``BatcherClosedError``. The batcher belongs to the event loop of its first
     ``predict``.
+
+    Dropping late work. With ``max_lag_ms`` set, a request still queued that long after
+    it arrived is never run: its caller gets ``WorkSkipped``. Work nobody will wait for
+    is dropped before it costs anything, so a backlog cannot grow without bound and
+    heals by itself once load falls. The queue is in arrival order, so the late
+    requests are always its head: the check is cheap, and it looks at nothing but time.
     """
 
     def __init__(
@@ -86,6 +101,7 @@ class MicroBatcher:
         executor: concurrent.futures.Executor,
         clock: Clock,
         sleep: Sleep = asyncio.sleep,
+        max_lag_ms: float | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -97,18 +113,25 @@ class MicroBatcher:
         self._executor = executor
         self._clock = clock
         self._sleep = sleep
+        self._max_lag_s = None if max_lag_ms is None else max_lag_ms / 1000.0
         self._queue: deque[_Request] = deque()
         self._in_flight: list[_Request] = []
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def predict(self, frame: pd.DataFrame, merge_key: Hashable | None = None) -> Any:
+    async def predict(
+        self,
+        frame: pd.DataFrame,
+        merge_key: Hashable | None = None,
+        on_start: OnStart | None = None,
+    ) -> Any:
         """Score ``frame``; returns exactly its rows of the model's output.
 
         Frames merge only with frames of the same ``merge_key``; by default it is their
         columns and dtypes. A caller that knows more (every frame enforced against one
-        signature has the same columns and dtypes) passes a cheaper key.
+        signature has the same columns and dtypes) passes a cheaper key. ``on_start`` is
+        called when the model call that scores ``frame`` is about to begin.
         """
         if self._closed:
             raise BatcherClosedError("the batcher is closed")
@@ -118,7 +141,9 @@ class MicroBatcher:
             key=_merge_key(frame) if merge_key is None else merge_key,
             arrived_at_s=self._clock.monotonic(),
             future=loop.create_future(),
+            on_start=on_start,
         )
+        self._drop_cancelled()
         self._queue.append(request)
         self._arrived.set()
         if self._worker is None:
@@ -232,6 +257,7 @@ class MicroBatcher:
             await self._execute_alone(batch[0])
             return
         frame = pd.concat([r.frame for r in batch], ignore_index=True)
+        _started(batch, self._clock.monotonic())
         try:
             output = await self._call(frame)
             parts = _split(output, [r.rows for r in batch])
@@ -246,6 +272,7 @@ class MicroBatcher:
     async def _execute_alone(self, request: _Request) -> None:
         if request.future.done():
             return
+        _started([request], self._clock.monotonic())
         try:
             output = await self._call(request.frame)
         except Exception as exc:
@@ -259,8 +286,23 @@ class MicroBatcher:
         return await loop.run_in_executor(self._executor, self._predict, frame)
 
     def _drop_cancelled(self) -> None:
-        while self._queue and self._queue[0].future.done():
+        """Drop the head requests that are cancelled or, past the lag bound, late."""
+        late_before_s = (
+            -float("inf") if self._max_lag_s is None else self._clock.monotonic() - self._max_lag_s
+        )
+        while self._queue:
+            head = self._queue[0]
+            if not head.future.done() and head.arrived_at_s >= late_before_s:
+                return
             self._queue.popleft()
+            if not head.future.done():
+                head.future.set_exception(WorkSkipped("waited past the lag bound"))
+
+
+def _started(batch: Sequence[_Request], at_s: float) -> None:
+    for request in batch:
+        if request.on_start is not None:
+            request.on_start(at_s)
 
 
 def _merge_key(frame: pd.DataFrame) -> Hashable:

@@ -3,36 +3,50 @@
 Algorithm, per request:
 1. Read the routing snapshot once (the caller parses with the same snapshot's schema).
 2. No champion: `NoChampion` (503). Testing off or no challenger: the champion alone.
-3. Otherwise draw `u` (sticky when the request has a routing key) and pick the arm. BOTH
-   models score the same parsed input, each through its own `ModelRunner` (thread pool
-   and micro-batchers): the serving arm at once, the other as soon as the serving arm is
-   done, so the other model's work never competes with the answer.
-4. Wait only for the arm that serves. A challenger that raises, runs past its timeout or
-   returns the wrong number of rows is replaced by the champion (`fallback`). A champion
-   failure is `ModelFailure` (500): the unproven challenger never stands in for it.
-5. A background task waits for the other model and hands one complete record to the
-   sink. It derives the decision from the same shared results as the answer, so the
-   record always says what the client saw.
+3. Otherwise draw `u` (sticky when the request has a routing key), pick the arm, and ask
+   the challenger's circuit breaker whether the challenger may run.
+4. The arm that answers runs at once in this process (`champion_runner` or
+   `challenger_runner`). The other arm's prediction is shadow work: it goes to
+   `shadow_runner` once the answer is ready, runs only on capacity answers leave free,
+   and is skipped (`"overload"`) when it cannot start within the shadow lag bound.
+5. A challenger that raises, runs past its timeout or returns the wrong number of rows
+   is replaced by the champion (`fallback`), which then runs in this process. A
+   challenger that never started within its timeout is skipped work, not a failure.
+   With the breaker open, a request drawn for the challenger is answered by the
+   champion at once; the challenger runs only as a probe, as shadow work, at most once
+   a second (`"breaker_open"` on the others). A champion failure is `ModelFailure`
+   (500): the unproven challenger never stands in for it.
+6. A background task waits for both results and hands one complete record to the sink.
+   It derives the decision from the same shared results as the answer, so the record
+   always says what the client saw; it also tells the breaker how the challenger did.
+
+Latency in a record is the model's own time, from the start of the call that scored
+the request to its predictions: queueing is load, not the model.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from contender.clock import Clock
-from contender.errors import ModelFailure, NoChampion
+from contender.errors import ModelFailure, NoChampion, RemoteModelError
 from contender.metrics import ServiceMetrics
+from contender.models import LoadedModel
 from contender.predictions.record import ArmOutcome, JsonValue, PredictionRecord
-from contender.registry.loader import LoadedModel
+from contender.routing.batcher import WorkSkipped
+from contender.routing.breaker import Admission, CircuitBreaker
 from contender.routing.policy import RoutingPolicy, arm_for
 from contender.routing.runner import ModelRunner
 from contender.routing.table import Arm, RoutingTable, TableHolder
 
 RowsOf = Callable[[Any], JsonValue]
 """Turns a model's raw output into JSON-able predictions, a row-aligned list for tables."""
+
+OVERLOAD = "overload"
+BREAKER_OPEN = "breaker_open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +73,25 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class ModelRun:
-    """One model's result: predictions or an error, and how long it took."""
+    """One model's result: predictions or an error, and how long it took; or why it
+    did not run."""
 
     version: str
     predictions: JsonValue | None
-    latency_ms: float
+    latency_ms: float | None
     error: str | None
+    skipped: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.skipped is None and self.predictions is not None
+
+    @classmethod
+    def skip(cls, version: str, reason: str) -> ModelRun:
+        return cls(version, None, None, None, reason)
 
     def outcome(self) -> ArmOutcome:
-        return ArmOutcome(self.version, self.predictions, self.latency_ms, self.error)
+        return ArmOutcome(self.version, self.predictions, self.latency_ms, self.error, self.skipped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +109,8 @@ class ChampionChallengerRouter:
         config: RouterConfig,
         champion_runner: ModelRunner,
         challenger_runner: ModelRunner,
+        shadow_runner: ModelRunner,
+        breaker: CircuitBreaker,
         clock: Clock,
         rows_of: RowsOf,
         record_sink: Callable[[PredictionRecord], None],
@@ -94,6 +120,8 @@ class ChampionChallengerRouter:
         self._policy = policy
         self._config = config
         self._runners = {Arm.CHAMPION: champion_runner, Arm.CHALLENGER: challenger_runner}
+        self._shadow = shadow_runner
+        self._breaker = breaker
         self._clock = clock
         self._rows_of = rows_of
         self._sink = record_sink
@@ -104,106 +132,149 @@ class ChampionChallengerRouter:
         """The table a request should use from start to end: read it once."""
         return self._holder.current
 
+    def breaker_status(self) -> dict[str, object]:
+        """`/status.breaker`, for the challenger being served now."""
+        self._breaker.follow(self._holder.current.challenger)
+        return self._breaker.describe()
+
     async def score(self, request: ScoringRequest, table: RoutingTable) -> Answer:
-        for runner in self._runners.values():
+        for runner in (*self._runners.values(), self._shadow):
             runner.retire_unused(table)
         if table.champion is None:
             raise NoChampion("no champion is loaded yet: the registry has no serving version")
         timestamp = self._clock.now().isoformat(timespec="microseconds")
         if table.challenger is None or not table.scores_challenger:
-            champion_run = self._start(Arm.CHAMPION, table.champion, request)
-            decision = _Decision(Arm.CHAMPION, None, timestamp)
+            champion_run = self._start(self._serve(Arm.CHAMPION, table.champion, request))
+            decision = _Decision(Arm.CHAMPION, None, timestamp, table, False)
             self._complete_in_background(request, decision, champion_run, None)
-            return await self._answer(Arm.CHAMPION, champion_run, None)
+            return await self._answer(decision, champion_run, None)
+        self._breaker.follow(table.challenger)
         draw = self._policy.draw(request.routing_key)
         arm = arm_for(draw, table.challenger_weight)
-        # The serving arm runs first and alone; the other starts as soon as it is done, so
-        # it never competes with the answer for the CPU (or the GIL).
-        if arm is Arm.CHAMPION:
-            champion_run = self._start(Arm.CHAMPION, table.champion, request)
-            challenger_run = self._start(Arm.CHALLENGER, table.challenger, request, champion_run)
+        admission = self._breaker.admit()
+        challenger_serves = arm is Arm.CHALLENGER and admission is Admission.RUN
+        decision = _Decision(arm, draw, timestamp, table, challenger_serves)
+        if challenger_serves:
+            challenger_run = self._start(self._serve(Arm.CHALLENGER, table.challenger, request))
+            champion_run = self._start(
+                self._champion_after(challenger_run, table.champion, request)
+            )
         else:
-            challenger_run = self._start(Arm.CHALLENGER, table.challenger, request)
-            champion_run = self._start(Arm.CHAMPION, table.champion, request, challenger_run)
-        self._complete_in_background(
-            request, _Decision(arm, draw, timestamp), champion_run, challenger_run
-        )
-        return await self._answer(arm, champion_run, challenger_run)
+            champion_run = self._start(self._serve(Arm.CHAMPION, table.champion, request))
+            challenger_run = self._start(
+                self._challenger_after(champion_run, table.challenger, request, admission)
+            )
+        self._complete_in_background(request, decision, champion_run, challenger_run)
+        return await self._answer(decision, champion_run, challenger_run)
 
     async def _answer(
         self,
-        arm: Arm,
+        decision: _Decision,
         champion_run: asyncio.Future[ModelRun],
         challenger_run: asyncio.Future[ModelRun] | None,
     ) -> Answer:
-        if arm is Arm.CHALLENGER and challenger_run is not None:
+        if decision.challenger_serves and challenger_run is not None:
             challenger = await challenger_run
-            if challenger.error is None and challenger.predictions is not None:
-                self._metrics.requests.labels(arm.value, challenger.version).inc()
-                return Answer(arm, challenger.version, challenger.predictions, fallback=False)
+            if challenger.ok:
+                self._metrics.requests.labels(Arm.CHALLENGER.value, challenger.version).inc()
+                return Answer(Arm.CHALLENGER, challenger.version, challenger.predictions, False)
+        if decision.arm is Arm.CHALLENGER:
             self._metrics.fallbacks.inc()
         champion = await champion_run
-        if champion.error is not None or champion.predictions is None:
+        if not champion.ok:
             raise ModelFailure(f"the champion (version {champion.version}) failed to predict")
         self._metrics.requests.labels(Arm.CHAMPION.value, champion.version).inc()
-        return Answer(Arm.CHAMPION, champion.version, champion.predictions, arm is not Arm.CHAMPION)
+        fallback = decision.arm is Arm.CHALLENGER
+        return Answer(Arm.CHAMPION, champion.version, champion.predictions, fallback)
 
-    def _start(
-        self,
-        arm: Arm,
-        model: LoadedModel,
-        request: ScoringRequest,
-        after: asyncio.Future[ModelRun] | None = None,
-    ) -> asyncio.Future[ModelRun]:
+    @staticmethod
+    def _start(work: Awaitable[ModelRun]) -> asyncio.Future[ModelRun]:
         """The model's result, shared by the answer and the record so they agree on it."""
-        return asyncio.ensure_future(self._start_after(arm, model, request, after))
+        return asyncio.ensure_future(work)
 
-    async def _start_after(
+    async def _champion_after(
         self,
-        arm: Arm,
-        model: LoadedModel,
+        challenger_run: asyncio.Future[ModelRun],
+        champion: LoadedModel,
         request: ScoringRequest,
-        after: asyncio.Future[ModelRun] | None,
     ) -> ModelRun:
-        if after is not None:
-            await asyncio.wait([after])
-        submitted = self._clock.monotonic()
-        run = asyncio.ensure_future(self._run(arm, model, request, submitted))
+        """The champion answers when the challenger could not; else it is shadow work."""
+        if (await challenger_run).ok:
+            return await self._shadow_run(Arm.CHAMPION, champion, request)
+        return await self._serve(Arm.CHAMPION, champion, request)
+
+    async def _challenger_after(
+        self,
+        champion_run: asyncio.Future[ModelRun],
+        challenger: LoadedModel,
+        request: ScoringRequest,
+        admission: Admission,
+    ) -> ModelRun:
+        await asyncio.wait([champion_run])
+        if admission is Admission.SKIP:
+            return self._skipped(Arm.CHALLENGER, challenger.ref.version, BREAKER_OPEN)
+        run = await self._shadow_run(Arm.CHALLENGER, challenger, request)
+        timeout_ms = self._config.challenger_timeout_s * 1000
+        if run.latency_ms is not None and run.latency_ms > timeout_ms and run.error is None:
+            # Nobody waited for it, but a model this slow could not have answered.
+            self._metrics.model_errors.labels(Arm.CHALLENGER.value).inc()
+            error = f"TimeoutError: the model ran {run.latency_ms:.0f} ms, past {timeout_ms:.0f} ms"
+            return ModelRun(run.version, None, run.latency_ms, error)
+        return run
+
+    async def _serve(self, arm: Arm, model: LoadedModel, request: ScoringRequest) -> ModelRun:
+        """Run `model` for the answer; the challenger only as long as its timeout."""
+        started = _Started()
+        run = asyncio.ensure_future(self._run(arm, self._runners[arm], model, request, started))
         if arm is Arm.CHAMPION:
             return await run
-        return await self._bounded(run, model.ref.version, submitted)
-
-    async def _bounded(
-        self, future: asyncio.Future[ModelRun], version: str, submitted: float
-    ) -> ModelRun:
         timeout_s = self._config.challenger_timeout_s
-        remaining_s = max(0.0, submitted + timeout_s - self._clock.monotonic())
         try:
-            return await asyncio.wait_for(asyncio.shield(future), remaining_s)
+            return await asyncio.wait_for(asyncio.shield(run), timeout_s)
         except TimeoutError:
-            self._metrics.model_errors.labels(Arm.CHALLENGER.value).inc()
-            error = f"TimeoutError: no answer within {timeout_s * 1000:.0f} ms"
-            return ModelRun(version, None, timeout_s * 1000, error)
+            # Dropped if still queued; a call already running finishes unobserved.
+            run.cancel()
+        version = model.ref.version
+        if started.at_s is None:
+            return self._skipped(arm, version, OVERLOAD)
+        self._metrics.model_errors.labels(arm.value).inc()
+        error = f"TimeoutError: no answer within {timeout_s * 1000:.0f} ms"
+        return ModelRun(version, None, (self._clock.monotonic() - started.at_s) * 1000, error)
+
+    async def _shadow_run(self, arm: Arm, model: LoadedModel, request: ScoringRequest) -> ModelRun:
+        return await self._run(arm, self._shadow, model, request, _Started())
 
     async def _run(
-        self, arm: Arm, model: LoadedModel, request: ScoringRequest, submitted: float
+        self,
+        arm: Arm,
+        runner: ModelRunner,
+        model: LoadedModel,
+        request: ScoringRequest,
+        started: _Started,
     ) -> ModelRun:
         """Never raises: a failure is data in the record."""
         version = model.ref.version
+        handed_at_s = self._clock.monotonic()
         try:
-            raw = await self._runners[arm].predict(
-                model, request.data, request.params, request.schema
+            raw = await runner.predict(
+                model, request.data, request.params, request.schema, started.mark
             )
             rows = self._rows_of(raw)
             if isinstance(rows, list) and len(rows) != request.n_rows:
                 raise ValueError(f"wrong output shape: {len(rows)} rows for {request.n_rows}")
+        except WorkSkipped:
+            return self._skipped(arm, version, OVERLOAD)
         except Exception as error:
             self._metrics.model_errors.labels(arm.value).inc()
-            latency_ms = (self._clock.monotonic() - submitted) * 1000
-            return ModelRun(version, None, latency_ms, f"{type(error).__name__}: {error}")
-        latency_s = self._clock.monotonic() - submitted
+            latency_ms = (self._clock.monotonic() - (started.at_s or handed_at_s)) * 1000
+            return ModelRun(version, None, latency_ms, _describe(error))
+        latency_s = self._clock.monotonic() - (started.at_s or handed_at_s)
         self._metrics.model_latency.labels(arm.value, version).observe(latency_s)
         return ModelRun(version, rows, latency_s * 1000, None)
+
+    def _skipped(self, arm: Arm, version: str, reason: str) -> ModelRun:
+        self._metrics.shadow_skipped.labels(arm.value, reason).inc()
+        return ModelRun.skip(version, reason)
 
     def _complete_in_background(
         self,
@@ -225,8 +296,9 @@ class ChampionChallengerRouter:
     ) -> None:
         champion = await champion_run
         challenger = await challenger_run if challenger_run is not None else None
-        challenger_ok = challenger is not None and challenger.error is None
-        served_challenger = decision.arm is Arm.CHALLENGER and challenger_ok
+        if challenger is not None and self._judges(decision.table, challenger):
+            self._breaker.record(failed=not challenger.ok)
+        served_challenger = decision.challenger_serves and challenger is not None and challenger.ok
         self._sink(
             PredictionRecord(
                 request_id=request.request_id,
@@ -234,12 +306,23 @@ class ChampionChallengerRouter:
                 model_name=self._config.model_name,
                 inputs=request.log_inputs,
                 served_by=(Arm.CHALLENGER if served_challenger else Arm.CHAMPION).value,
-                fallback=decision.arm is Arm.CHALLENGER and not challenger_ok,
+                fallback=decision.arm is Arm.CHALLENGER and not served_challenger,
                 routing_draw=decision.draw,
                 routing_key=request.routing_key,
                 champion=champion.outcome(),
                 challenger=challenger.outcome() if challenger is not None else ArmOutcome(),
+                challenger_weight=decision.table.challenger_weight,
             )
+        )
+
+    @staticmethod
+    def _judges(table: RoutingTable, challenger: ModelRun) -> bool:
+        """Skipped work is no prediction; a run of an older version says nothing of this one."""
+        current = table.challenger
+        return (
+            challenger.skipped is None
+            and current is not None
+            and (challenger.version == current.ref.version)
         )
 
     async def drain(self) -> None:
@@ -250,12 +333,34 @@ class ChampionChallengerRouter:
     async def aclose(self) -> None:
         """Finish every record, then stop the models' batchers."""
         await self.drain()
-        for runner in self._runners.values():
+        for runner in (*self._runners.values(), self._shadow):
             await runner.aclose()
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, RemoteModelError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class _Started:
+    """When the model call for a request began (set from whichever thread starts it)."""
+
+    __slots__ = ("at_s",)
+
+    def __init__(self) -> None:
+        self.at_s: float | None = None
+
+    def mark(self, at_s: float) -> None:
+        self.at_s = at_s
 
 
 @dataclass(frozen=True, slots=True)
 class _Decision:
     arm: Arm
+    """The arm the draw picked."""
     draw: float | None
     timestamp: str
+    table: RoutingTable
+    challenger_serves: bool
+    """Drawn for the challenger and the breaker let it answer."""

@@ -7,6 +7,12 @@
   once; `max_batch_size` 1 turns batching off.
 - Anything else (`params`, tensors, dicts) runs alone in the arm's thread pool.
 
+Where the model runs is the `ModelBackend`'s business: in this process (`InProcess`),
+or in the low-priority shadow process (`contender.routing.shadow`). A runner for shadow
+work has a `max_lag_ms`: work that cannot start that long after it was handed over is
+dropped before it runs (`WorkSkipped`), whatever the input, so what runs stays a fair
+sample of traffic.
+
 Batchers belong to a model version: when a snapshot no longer holds a model, its
 batcher finishes what it has queued and stops.
 """
@@ -18,14 +24,38 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from contender.clock import Clock
-from contender.registry.loader import LoadedModel
-from contender.routing.batcher import MicroBatcher
+from contender.models import LoadedModel
+from contender.routing.batcher import MicroBatcher, OnStart, WorkSkipped
 from contender.routing.table import RoutingTable
+
+Predict = Callable[[Any], Any]
+
+
+class ModelBackend(Protocol):
+    """Where a model's predict runs; the callable it returns blocks, in a runner thread."""
+
+    def predict_fn(self, model: LoadedModel, unchecked: bool, params: Any) -> Predict: ...
+
+    def retain(self, models: list[LoadedModel]) -> None:
+        """Only these models will be asked for from now on: the others may be released."""
+        ...
+
+
+class InProcess:
+    """Models run in this process, on the objects the loader returned."""
+
+    def predict_fn(self, model: LoadedModel, unchecked: bool, params: Any) -> Predict:
+        if unchecked and model.predict_unchecked is not None:
+            return model.predict_unchecked
+        return partial(model.model.predict, params=params)
+
+    def retain(self, models: list[LoadedModel]) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,36 +67,60 @@ class BatchingConfig:
 
 
 class ModelRunner:
-    def __init__(self, executor: Executor, clock: Clock, batching: BatchingConfig) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        clock: Clock,
+        batching: BatchingConfig,
+        *,
+        backend: ModelBackend | None = None,
+        max_lag_ms: float | None = None,
+    ) -> None:
         self._executor = executor
         self._clock = clock
         self._batching = batching
+        self._backend = backend or InProcess()
+        self._max_lag_ms = max_lag_ms
         self._batchers: dict[tuple[int, bool], tuple[LoadedModel, MicroBatcher]] = {}
         self._seen_table: RoutingTable | None = None
         self._serving: set[int] = set()
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def predict(self, model: LoadedModel, data: Any, params: Any, schema: Any) -> Any:
+    async def predict(
+        self,
+        model: LoadedModel,
+        data: Any,
+        params: Any,
+        schema: Any,
+        on_start: OnStart | None = None,
+    ) -> Any:
+        """The model's raw output; `WorkSkipped` when it waited past the lag bound."""
         enforced = schema is not None and model.predict_unchecked is not None
         unchecked = enforced and params is None and schema == model.input_schema
-        predict: Callable[[Any], Any] = (
-            model.predict_unchecked  # type: ignore[assignment]
-            if unchecked
-            else partial(model.model.predict, params=params)
-        )
+        predict = self._backend.predict_fn(model, unchecked, params)
         # A request still in flight on a retired model runs alone rather than reviving a
         # batcher that would keep the old model in memory.
         batchable = self._batching.max_batch_size > 1 and id(model) in self._serving
         if batchable and params is None and isinstance(data, pd.DataFrame):
             # Frames enforced against one signature share columns and dtypes.
             merge_key = ("schema", id(schema)) if schema is not None else None
-            return await self._batcher(model, unchecked, predict).predict(data, merge_key)
+            batcher = self._batcher(model, unchecked, predict)
+            return await batcher.predict(data, merge_key, on_start)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, predict, data)
+        guarded = partial(self._run_alone, predict, data, self._clock.monotonic(), on_start)
+        return await loop.run_in_executor(self._executor, guarded)
 
-    def _batcher(
-        self, model: LoadedModel, unchecked: bool, predict: Callable[[Any], Any]
-    ) -> MicroBatcher:
+    def _run_alone(
+        self, predict: Predict, data: Any, handed_at_s: float, on_start: OnStart | None
+    ) -> Any:
+        started_s = self._clock.monotonic()
+        if self._max_lag_ms is not None and (started_s - handed_at_s) * 1000 > self._max_lag_ms:
+            raise WorkSkipped("waited past the lag bound")
+        if on_start is not None:
+            on_start(started_s)
+        return predict(data)
+
+    def _batcher(self, model: LoadedModel, unchecked: bool, predict: Predict) -> MicroBatcher:
         key = (id(model), unchecked)
         entry = self._batchers.get(key)
         if entry is None or entry[0] is not model:
@@ -76,6 +130,7 @@ class ModelRunner:
                 max_batch_wait_ms=self._batching.max_batch_wait_ms,
                 executor=self._executor,
                 clock=self._clock,
+                max_lag_ms=self._max_lag_ms,
             )
             entry = (model, batcher)
             self._batchers[key] = entry
@@ -86,7 +141,9 @@ class ModelRunner:
         if table is self._seen_table:
             return
         self._seen_table = table
-        self._serving = {id(m) for m in (table.champion, table.challenger) if m is not None}
+        models = [m for m in (table.champion, table.challenger) if m is not None]
+        self._serving = {id(m) for m in models}
+        self._backend.retain(models)
         for key in [key for key in self._batchers if key[0] not in self._serving]:
             _, batcher = self._batchers.pop(key)
             task = asyncio.create_task(batcher.aclose())

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from contender.registry.loader import LoadedModel
+from contender.models import LoadedModel
 
 
 class Arm(StrEnum):
