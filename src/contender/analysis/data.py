@@ -24,21 +24,34 @@ class ArmLog:
 
     `scores` holds one float per row: the last column of a list-valued row (a classifier's
     positive-class probability) or the scalar itself. It is NaN where the arm did not
-    score the row: not invoked, failed, or returned a prediction list whose length does
-    not match the request's rows (such output cannot be paired row by row).
+    score the row: not invoked, skipped, failed, or returned a prediction list whose length
+    does not match the request's rows (such output cannot be paired row by row).
+
+    A skipped request (shadow work under overload, the challenger's breaker open) is not
+    `invoked`: the model never ran, so it counts neither as an error nor in the
+    denominator of the error rate.
     """
 
     version: str | None
     invoked: BoolArray
-    """Per request: the arm was asked to predict."""
+    """Per request: the arm ran (it was asked to predict and not skipped)."""
     failed: BoolArray
-    """Per request: the arm was invoked and logged an error."""
+    """Per request: the arm ran and logged an error."""
+    predicted: BoolArray
+    """Per request: the arm ran and logged predictions, without an error."""
+    skipped: NDArray[np.object_]
+    """Per request: why the arm did not run (`"overload"`, `"breaker_open"`), else None."""
     latency_ms: FloatArray
     """Per request; NaN when not logged."""
     scores: FloatArray
     """Per row; NaN when not scored."""
     list_valued: bool
     """Some scored row was a list (class probabilities), so the model is a classifier."""
+
+    @property
+    def was_skipped(self) -> BoolArray:
+        """Per request: the arm was skipped (`skipped` holds a reason)."""
+        return is_not_none(self.skipped)
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,11 @@ class LoggedRows:
 
     def with_labels(self, labels: FloatArray) -> LoggedRows:
         return replace(self, labels=labels)
+
+
+def is_not_none(values: NDArray[np.object_]) -> BoolArray:
+    """Per entry: the value is not None (one vectorised comparison, no Python loop)."""
+    return np.asarray(np.not_equal(values, np.array(None, dtype=object)), dtype=np.bool_)
 
 
 def row_offsets_from_counts(counts: IntArray) -> IntArray:

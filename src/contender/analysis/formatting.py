@@ -6,6 +6,7 @@ JSON keeps full precision; only text goes through here. NaN (undefined) prints a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 
 def _decimals(value: float) -> int:
@@ -59,3 +60,8 @@ def signed_rate(value: float) -> str:
 def arm(role: str, version: str | None) -> str:
     """`champion v3`, or `challenger (none)` when the arm never ran."""
     return f"{role} v{version}" if version is not None else f"{role} (none)"
+
+
+def counts(items: Mapping[str, int]) -> str:
+    """`overload 300, breaker open 24`: the non-zero counts, their names in words."""
+    return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in items.items() if n)

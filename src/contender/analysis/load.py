@@ -8,7 +8,10 @@ Which records: those of `model` (since `since`) whose champion version is the la
 that ran against a challenger, and whose challenger is that same latest challenger or was
 not invoked. After a promotion the log holds records of an older pair; mixing two pairs
 would compare models that are not the ones a verdict is about, so older pairs are left
-out and counted in `n_requests_other_versions`.
+out and counted in `n_requests_other_versions`. A skipped arm keeps the version that
+would have run, so skipped requests belong to their pair; the arm counts as not invoked
+on them. Stores are read as they are, never migrated: one written by 0.1.0 has no skip
+columns, and its records read as not skipped.
 
 Failure modes, each a `ConfigError` with a one-line message: the SQLite file does not
 exist (it is never created here), the database is unreachable or has no prediction log,
@@ -24,14 +27,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain, compress
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 import pandas as pd
 import sqlalchemy as sa
 
-from contender.analysis.data import ArmLog, FloatArray, IntArray, LoggedRows
+from contender.analysis.data import ArmLog, FloatArray, IntArray, LoggedRows, is_not_none
 from contender.analysis.data import row_offsets_from_counts as _offsets
 from contender.analysis.labels import place_labels, values_to_floats
 from contender.errors import ConfigError
@@ -164,7 +167,33 @@ def _text(column: sa.Column[Any]) -> sa.ColumnElement[str]:
     return sa.cast(column, sa.Text)
 
 
-def _record_query(dialect: str, where: list[Any]) -> sa.Select[Any]:
+class _ArmColumns(NamedTuple):
+    """One arm's fetched columns, one entry per record, in `_arm_select` order."""
+
+    predictions: tuple[str | None, ...]
+    latency_ms: tuple[float | None, ...]
+    failed: tuple[bool, ...]
+    """The error is not null."""
+    skipped: tuple[str | None, ...]
+    attempted: tuple[bool, ...] | None = None
+    """The version or the error is not null (a skipped arm keeps its version, so this
+    alone does not say the arm ran). None for the champion, which every record asked."""
+
+
+def _arm_select(arm: str, stored: set[str]) -> list[sa.ColumnElement[Any]]:
+    version, error, skipped = (_P[f"{arm}_{name}"] for name in ("version", "error", "skipped"))
+    columns: list[sa.ColumnElement[Any]] = [
+        _text(_P[f"{arm}_predictions"]),
+        _P[f"{arm}_latency_ms"],
+        error.is_not(None),
+        skipped if skipped.name in stored else sa.null(),
+    ]
+    if arm == "challenger":  # for the champion, the column would cost 0.1 s per million
+        columns.append(version.is_not(None) | error.is_not(None))
+    return columns
+
+
+def _record_query(dialect: str, where: list[Any], stored: set[str]) -> sa.Select[Any]:
     # A stable order makes a seeded report reproducible. SQLite's rowid order is free;
     # sorting by timestamp there would cost seconds per million records.
     order = sa.literal_column("rowid") if dialect == "sqlite" else _P.request_id
@@ -173,13 +202,8 @@ def _record_query(dialect: str, where: list[Any]) -> sa.Select[Any]:
             _P.request_id,
             _P.served_by,
             _P.fallback,
-            _text(_P.champion_predictions),
-            _P.champion_latency_ms,
-            _P.champion_error.is_not(None),
-            _P.challenger_version.is_not(None) | _P.challenger_error.is_not(None),
-            _text(_P.challenger_predictions),
-            _P.challenger_latency_ms,
-            _P.challenger_error.is_not(None),
+            *_arm_select("champion", stored),
+            *_arm_select("challenger", stored),
         )
         .where(*where)
         .order_by(order)
@@ -193,6 +217,11 @@ def _label_query(where: list[Any]) -> sa.Select[Any]:
         .join(predictions_table, _P.request_id == feedback.request_id)
         .where(*where)
     )
+
+
+def _stored_columns(connection: sa.Connection) -> set[str]:
+    # The report never migrates a store, so columns added since 0.1.0 may be missing.
+    return {column["name"] for column in sa.inspect(connection).get_columns(predictions_table.name)}
 
 
 def _input_row_counts(connection: sa.Connection, request_ids: list[str]) -> dict[str, int]:
@@ -253,27 +282,32 @@ def flatten_scores(
 
 def _arm(
     version: str | None,
+    columns: _ArmColumns,
     parsed: list[Any],
     lengths: IntArray,
-    latency_ms: tuple[Any, ...],
-    failed: tuple[Any, ...],
-    invoked: tuple[Any, ...] | None,
     counts: IntArray,
 ) -> ArmLog:
-    """One arm's columns; `invoked` None means always invoked (the champion)."""
-    failed_arr = np.asarray(failed, dtype=bool)
-    if invoked is None:
-        invoked_arr = np.ones(len(parsed), dtype=bool)
+    """One arm's arrays. It ran unless it was skipped (skipped work is no failure and not
+    in the error rate's denominator); the challenger also only when it left a trace
+    (version, error or predictions), since without one it was not invoked."""
+    skipped = np.fromiter(columns.skipped, dtype=object, count=len(columns.skipped))
+    logged_error = np.asarray(columns.failed, dtype=bool)
+    if columns.attempted is None:
+        attempted = np.ones(len(parsed), dtype=bool)
     else:
-        invoked_arr = (lengths >= 0) | failed_arr | np.asarray(invoked, dtype=bool)
+        attempted = np.asarray(columns.attempted, dtype=bool) | logged_error | (lengths >= 0)
+    ran = attempted & ~is_not_none(skipped)
+    failed = logged_error & ran
     scores, list_valued = flatten_scores(parsed, counts, lengths)
-    # A failed arm's output is not trusted even if some was logged.
-    scores[np.repeat(failed_arr, counts)] = np.nan
+    # A failed or skipped arm's output is not trusted even if some was logged.
+    scores[np.repeat(failed | ~ran, counts)] = np.nan
     return ArmLog(
         version=version,
-        invoked=invoked_arr,
-        failed=failed_arr,
-        latency_ms=np.asarray(latency_ms, dtype=np.float64),  # None -> NaN
+        invoked=ran,
+        failed=failed,
+        predicted=ran & ~failed & (lengths >= 0),
+        skipped=skipped,
+        latency_ms=np.asarray(columns.latency_ms, dtype=np.float64),  # None -> NaN
         scores=scores,
         list_valued=list_valued,
     )
@@ -305,20 +339,11 @@ def _row_counts(
 def _build_rows(
     connection: sa.Connection, model: str, pair: VersionPair, records: Sequence[Any]
 ) -> LoggedRows:
-    (
-        request_ids,
-        served_by,
-        fallback,
-        champion_predictions,
-        champion_latency,
-        champion_failed,
-        challenger_invoked,
-        challenger_predictions,
-        challenger_latency,
-        challenger_failed,
-    ) = zip(*records, strict=True)
-    champion_parsed = parse_json_column(champion_predictions)
-    challenger_parsed = parse_json_column(challenger_predictions)
+    request_ids, served_by, fallback, *arm_columns = zip(*records, strict=True)
+    champion = _ArmColumns(*arm_columns[:4])  # the champion's has no `attempted`
+    challenger = _ArmColumns(*arm_columns[4:])
+    champion_parsed = parse_json_column(champion.predictions)
+    challenger_parsed = parse_json_column(challenger.predictions)
     champion_lengths = list_lengths(champion_parsed)
     challenger_lengths = list_lengths(challenger_parsed)
     counts = _row_counts(connection, request_ids, champion_lengths, challenger_lengths)
@@ -329,24 +354,8 @@ def _build_rows(
         fallback=np.asarray(fallback, dtype=bool),
         row_offsets=_offsets(counts),
         labels=np.full(int(counts.sum()), np.nan),
-        champion=_arm(
-            pair.champion,
-            champion_parsed,
-            champion_lengths,
-            champion_latency,
-            champion_failed,
-            None,
-            counts,
-        ),
-        challenger=_arm(
-            pair.challenger,
-            challenger_parsed,
-            challenger_lengths,
-            challenger_latency,
-            challenger_failed,
-            challenger_invoked,
-            counts,
-        ),
+        champion=_arm(pair.champion, champion, champion_parsed, champion_lengths, counts),
+        challenger=_arm(pair.challenger, challenger, challenger_parsed, challenger_lengths, counts),
         n_requests_other_versions=pair.n_other,
     )
 
@@ -400,7 +409,7 @@ def _load(
         raise ConfigError(f"no logged records for model {model!r}{window}")
     pair = choose_version_pair(groups)
     where = [*where, *_pair_filter(pair)]
-    records = fetch_tuples(connection, _record_query(dialect, where))
+    records = fetch_tuples(connection, _record_query(dialect, where, _stored_columns(connection)))
     rows = _build_rows(connection, model, pair, records)
     if sa.inspect(connection).has_table(feedback_table.name):
         rows = rows.with_labels(_store_labels(connection, where, rows))

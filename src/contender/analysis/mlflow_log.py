@@ -31,7 +31,10 @@ def report_metrics(report: Report) -> dict[str, float]:
         "agreement": report.agreement,
         "served_share_challenger": report.served_share.challenger,
         "latency_p99_ratio": report.guardrails.latency_p99_ratio,
+        "coverage_share": report.coverage.share,
     }
+    for reason, n in report.coverage.not_scored.items():
+        values[f"coverage_not_scored_{reason}"] = n
     for arm_name, arm in (("champion", report.champion), ("challenger", report.challenger)):
         values[f"{arm_name}_error_rate"] = arm.error_rate
         values[f"{arm_name}_fallback_count"] = arm.fallback_count

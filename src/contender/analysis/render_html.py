@@ -1,8 +1,9 @@
 """`report --html FILE`: one self-contained page (plotly.js inlined, no network).
 
-Sections: the verdict and its reason, the numbers table, ROC and precision-recall curves
-(classifiers) or predicted-against-actual (regressors), latency distributions, and a
-forest plot of each metric's difference with its 95 % interval. Metrics live on
+Sections: the verdict and its reason, coverage (requests both scored, and why the others
+were not, as a table and one stacked bar), the numbers table, ROC and precision-recall
+curves (classifiers) or predicted-against-actual (regressors), latency distributions, and
+a forest plot of each metric's difference with its 95 % interval. Metrics live on
 different scales, so the forest plot gives each its own row and x axis.
 """
 
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from contender.analysis import formatting as fmt
+from contender.analysis.coverage import Coverage
 from contender.analysis.curves import ArmCurves, Curve, Histogram
 from contender.analysis.quality import Difference
 from contender.analysis.report import Report
@@ -28,6 +30,13 @@ _VERDICT_COLOUR = {
     Decision.PROMOTE: "#1a7f37",
     Decision.KEEP: "#cf222e",
     Decision.INCONCLUSIVE: "#9a6700",
+}
+_COVERAGE_COLOUR = {
+    "both scored": "#1a7f37",
+    "overload": "#bf8700",
+    "breaker open": "#cf222e",
+    "error": "#8250df",
+    "not invoked": "#8c959f",
 }
 _LAYOUT: dict[str, Any] = {
     "template": "plotly_white",
@@ -144,6 +153,64 @@ def _error_figure(report: Report) -> go.Figure | None:
     )
 
 
+def _coverage_parts(coverage: Coverage) -> list[tuple[str, int]]:
+    """(what, requests): both scored, then every reason of `not_scored`, names in words."""
+    parts = [("both scored", coverage.both_scored)]
+    parts += [(reason.replace("_", " "), n) for reason, n in coverage.not_scored.items()]
+    return parts
+
+
+def _coverage_figure(report: Report) -> go.Figure | None:
+    """One horizontal bar of all requests, stacked by what became of them."""
+    coverage = report.coverage
+    if not coverage.n_requests:
+        return None
+    figure = go.Figure()
+    for name, n in _coverage_parts(coverage):
+        if n:
+            figure.add_trace(
+                go.Bar(
+                    x=[n / coverage.n_requests],
+                    y=["requests"],
+                    orientation="h",
+                    name=f"{name} ({n:,})",
+                    marker_color=_COVERAGE_COLOUR.get(name, "#57606a"),
+                    hovertemplate=f"{name}: {n:,} (%{{x:.1%}})<extra></extra>",
+                )
+            )
+    layout = {
+        **_LAYOUT,
+        "margin": {"l": 30, "r": 30, "t": 50, "b": 40},
+        # Plotly lists stacked traces last-first; keep the legend in the bar's order.
+        "legend": {**_LAYOUT["legend"], "traceorder": "normal"},
+    }
+    figure.update_layout(
+        title="Requests by coverage",
+        barmode="stack",
+        height=240,
+        xaxis={"tickformat": ".0%", "range": [0, 1]},
+        yaxis={"showticklabels": False},
+        **layout,
+    )
+    return figure
+
+
+def _coverage_section(report: Report, figure_div: str) -> str:
+    coverage = report.coverage
+    total = coverage.n_requests or math.nan  # no requests: shares are undefined, not 0 / 0
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{n:,}</td><td>{fmt.share(n / total)}</td></tr>"
+        for name, n in _coverage_parts(coverage)
+    )
+    head = "<tr><th></th><th>requests</th><th>share</th></tr>"
+    return f"""<h2>Coverage</h2>
+<p>{fmt.share(coverage.share)} of {coverage.n_requests:,} requests were scored by both models;
+each of the others is counted under its first reason (a skip of the challenger, of the
+champion, an error, the challenger not invoked).</p>
+<table>{head}{rows}</table>
+<div>{figure_div}</div>"""
+
+
 def _forest_colour(name: str, difference: Difference) -> str:
     lo, hi = difference.ci
     better = HIGHER_IS_BETTER[name]
@@ -210,6 +277,10 @@ def _table_rows(report: Report) -> list[tuple[str, ...]]:
     error_p = f"{fmt.p_value(guardrails.error_rate_p_value)} (1-sided)"
     rows: list[tuple[str, ...]] = [
         ("requests invoked", f"{a.n:,}", f"{b.n:,}", "", ""),
+        *(
+            (f"skipped: {reason.replace('_', ' ')}", f"{by_a:,}", f"{by_b:,}", "", "")
+            for reason, by_a, by_b in report.coverage.skips_per_arm()
+        ),
         (
             "error rate",
             fmt.rate(a.error_rate),
@@ -301,11 +372,10 @@ def _figures(report: Report) -> list[go.Figure | None]:
     return [*quality, _latency_figure(report), _forest_figure(report)]
 
 
-def render_html(report: Report) -> str:
-    """The whole page as a string; plotly.js is inlined once, before the first figure."""
-    verdict = report.verdict
+def _figure_divs(figures: list[go.Figure | None]) -> list[str]:
+    """Each figure as a div ("" for None), in page order: plotly.js goes in the first."""
     divs: list[str] = []
-    for figure in _figures(report):
+    for figure in figures:
         if figure is None:
             divs.append("")
             continue
@@ -316,6 +386,13 @@ def render_html(report: Report) -> str:
                 config={"displaylogo": False, "responsive": True},
             )
         )
+    return divs
+
+
+def render_html(report: Report) -> str:
+    """The whole page as a string; plotly.js is inlined once, before the first figure."""
+    verdict = report.verdict
+    coverage_div, *divs = _figure_divs([_coverage_figure(report), *_figures(report)])
     pairs, rest = divs[:2], divs[2:]
     title = html.escape(f"contender report: {report.model}")
     return f"""<!DOCTYPE html>
@@ -325,6 +402,7 @@ def render_html(report: Report) -> str:
 <div class="verdict" style="background:{_VERDICT_COLOUR[verdict.decision]}">
 <b>{verdict.decision.value}</b><br>{html.escape(verdict.reason)}</div>
 {_overview(report)}
+{_coverage_section(report, coverage_div)}
 <h2>Numbers (95% intervals)</h2>
 {_table(report)}
 <h2>Figures</h2>

@@ -2,14 +2,17 @@
 
 SPEC keys: `model`, `n_requests`, `n_rows`, `n_labeled`, `served_share`, `agreement`,
 `champion` / `challenger` (`version`, `n`, `error_rate`, `latency_ms` {p50, p95, p99}
-and, with labels, each metric with `<metric>_ci`), `difference` and `verdict`.
+and, with labels, each metric with `<metric>_ci`), `difference`, `verdict`, `coverage`.
 Extras: `task`, `threshold`, `primary_metric`, `n_paired`, `n_requests_other_versions`,
 per arm `n_rows_scored`, `fallback_count`, `log_loss`; per difference `test` and
 `ci_method`; `guardrails`, `verdict_reason`, `seed`. NaN (undefined) is written `null`.
 
 Meanings: `n_labeled` counts labeled rows both models scored (the rows of every quality
-metric and of the `--min-labeled` rule); an arm's `n` counts the requests it was invoked
-on, the denominator of its `error_rate`; `agreement` is over all rows both scored.
+metric and of the `--min-labeled` rule); an arm's `n` counts the requests it ran on (not
+the ones it was skipped on), the denominator of its `error_rate`; `agreement` is over all
+rows both scored. `coverage` counts requests: `both_scored` of `n_requests` (`share`), the
+others by their first reason in `not_scored` (`overload`, `breaker_open`, `error`,
+`not_invoked`), and each arm's skips in `skipped_by_arm`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from contender.analysis.coverage import Coverage
 from contender.analysis.operations import ArmOperations
 from contender.analysis.quality import Estimate
 from contender.analysis.report import Report
@@ -52,6 +56,16 @@ def _arm(operations: ArmOperations, metrics: dict[str, Estimate]) -> dict[str, A
     return arm
 
 
+def coverage_to_dict(coverage: Coverage) -> dict[str, Any]:
+    return {
+        "n_requests": coverage.n_requests,
+        "both_scored": coverage.both_scored,
+        "share": _number(coverage.share),
+        "not_scored": dict(coverage.not_scored),
+        "skipped_by_arm": {arm: dict(counts) for arm, counts in coverage.skipped_by_arm.items()},
+    }
+
+
 def report_to_dict(report: Report) -> dict[str, Any]:
     quality = report.quality
     guardrails = report.guardrails
@@ -70,6 +84,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "challenger": _number(report.served_share.challenger),
         },
         "agreement": _number(report.agreement),
+        "coverage": coverage_to_dict(report.coverage),
         "champion": _arm(report.champion, quality.champion if quality else {}),
         "challenger": _arm(report.challenger, quality.challenger if quality else {}),
         "difference": {

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from contender.analysis import formatting as fmt
+from contender.analysis.coverage import Coverage
 from contender.analysis.quality import Estimate, QualityComparison
 from contender.analysis.report import Report
 from contender.analysis.task import Task
@@ -36,14 +37,24 @@ def _estimate(estimate: Estimate) -> Text:
     return _cell(fmt.number(estimate.value), fmt.interval(estimate.ci))
 
 
+def _coverage(coverage: Coverage) -> Text:
+    """`97.3% of 12,000 requests scored by both`, and below it why the rest were not."""
+    reasons = fmt.counts(coverage.not_scored)
+    return _cell(
+        f"{fmt.share(coverage.share)} of {coverage.n_requests:,} requests scored by both",
+        f"not scored: {reasons}" if reasons else "",
+    )
+
+
 def _overview(report: Report) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim")
     table.add_column()
     share = report.served_share
-    rows = [
+    rows: list[tuple[str, str | Text]] = [
         ("task", f"{report.task} (primary metric: {report.primary_metric})"),
         ("requests / rows", f"{report.n_requests:,} / {report.n_rows:,}"),
+        ("coverage", _coverage(report.coverage)),
         ("rows scored by both", f"{report.n_paired:,} ({report.n_labeled:,} labeled)"),
         (
             "served share",
@@ -63,6 +74,10 @@ def _overview(report: Report) -> Table:
 def _operations_rows(report: Report, table: Table) -> None:
     champion, challenger, guardrails = report.champion, report.challenger, report.guardrails
     table.add_row("invoked", f"{champion.n:,}", f"{challenger.n:,}")
+    # Only reasons that occurred: a log without skips keeps the table it always had.
+    for reason, by_champion, by_challenger in report.coverage.skips_per_arm():
+        label = _cell("skipped", reason.replace("_", " "))  # the reason below: fits 80 columns
+        table.add_row(label, f"{by_champion:,}", f"{by_challenger:,}")
     table.add_row(
         "error rate",
         fmt.rate(champion.error_rate),

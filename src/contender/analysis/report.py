@@ -6,6 +6,7 @@ from `options.seed`. `build_report` adds the reading (store, labels file, `--sin
 HTML, MLflow) lives in the `render_*` and `mlflow_log` modules and only reads a Report.
 
 Rows compared: those both models scored; quality metrics use the labeled ones among them.
+`coverage` says which share of the requests that is, and why the rest were not scored.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from contender.analysis import curves
+from contender.analysis.coverage import Coverage, coverage
 from contender.analysis.data import LoggedRows
 from contender.analysis.intervals import N_REPLICATES
 from contender.analysis.labels import apply_label_table, read_labels_csv
@@ -73,6 +75,7 @@ class Report:
     n_labeled: int
     """Labeled rows both models scored: the rows of every quality metric."""
     n_requests_other_versions: int
+    coverage: Coverage
     served_share: ServedShare
     agreement: float
     champion: ArmOperations
@@ -153,6 +156,7 @@ def compute_report(rows: LoggedRows, options: ReportOptions) -> Report:
         else None
     )
     checks = guardrails(rows, options.max_latency_ratio)
+    covered = coverage(rows)
     evidence = Evidence(
         primary_metric=metric,
         difference=quality.differences.get(metric) if quality else None,
@@ -160,6 +164,7 @@ def compute_report(rows: LoggedRows, options: ReportOptions) -> Report:
         n_labeled=len(pairs),
         min_labeled=options.min_labeled,
         guardrails=checks,
+        coverage=covered,
     )
     return Report(
         model=rows.model,
@@ -171,6 +176,7 @@ def compute_report(rows: LoggedRows, options: ReportOptions) -> Report:
         n_paired=n_paired,
         n_labeled=len(pairs),
         n_requests_other_versions=rows.n_requests_other_versions,
+        coverage=covered,
         served_share=served_share(rows),
         agreement=_paired_agreement(rows, task, options.threshold),
         champion=arm_operations(rows.champion, fallback_count=0),

@@ -17,6 +17,11 @@ The rule, applied in this order:
 
 "Better" is higher for auc, precision, recall and accuracy, lower for log_loss, rmse, mae.
 Identical models give a zero-width interval at 0, hence never `promote`.
+
+A note, not a rule: when some requests were skipped (overload, the challenger's breaker)
+and fewer than `COVERAGE_NOTE_BELOW` of all were scored by both, the reason ends with the
+coverage and why. The decision stays: skips never depend on the input or the outputs, so
+the scored rows remain a fair sample; they only grow slower than the traffic.
 """
 
 from __future__ import annotations
@@ -26,9 +31,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from contender.analysis import formatting as fmt
+from contender.analysis.coverage import Coverage
 from contender.analysis.operations import GUARDRAIL_ALPHA, Guardrails
 from contender.analysis.quality import Difference
 from contender.analysis.task import HIGHER_IS_BETTER
+
+COVERAGE_NOTE_BELOW = 0.9
+"""A share of requests scored by both under which skips are mentioned in the reason."""
 
 
 class Decision(StrEnum):
@@ -53,6 +62,8 @@ class Evidence:
     n_labeled: int
     min_labeled: int
     guardrails: Guardrails
+    coverage: Coverage | None = None
+    """Only for the note on skipped requests; None: no note."""
 
 
 def _describe(metric: str, difference: Difference) -> str:
@@ -89,8 +100,23 @@ def _side(metric: str, difference: Difference) -> int:
     return 0
 
 
+def _coverage_note(coverage: Coverage | None) -> str | None:
+    if coverage is None or not coverage.n_skipped or not coverage.share < COVERAGE_NOTE_BELOW:
+        return None
+    return (
+        f"note: only {fmt.share(coverage.share)} of {coverage.n_requests:,} requests were "
+        f"scored by both models (not scored: {fmt.counts(coverage.not_scored)})"
+    )
+
+
 def decide(evidence: Evidence) -> Verdict:
-    """Apply the rule in the module docstring."""
+    """Apply the rule in the module docstring, then add the coverage note if it applies."""
+    verdict = _apply_rule(evidence)
+    note = _coverage_note(evidence.coverage)
+    return verdict if note is None else Verdict(verdict.decision, f"{verdict.reason}; {note}")
+
+
+def _apply_rule(evidence: Evidence) -> Verdict:
     metric, difference = evidence.primary_metric, evidence.difference
     if evidence.n_paired == 0:
         return Verdict(

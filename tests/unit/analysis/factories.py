@@ -14,6 +14,7 @@ from contender.analysis.data import (
     BoolArray,
     FloatArray,
     LoggedRows,
+    is_not_none,
     row_offsets_from_counts,
 )
 from contender.predictions.record import ArmOutcome, JsonValue, PredictionRecord
@@ -26,16 +27,25 @@ def arm_log(
     failed: BoolArray | Sequence[bool] | None = None,
     list_valued: bool = False,
     version: str = "1",
+    skipped: Sequence[str | None] | None = None,
 ) -> ArmLog:
+    """An arm that ran on every request except the `skipped` ones (a reason, else None)."""
     n_requests = len(scores) // rows_per_request
+    reasons = np.full(n_requests, None, object) if skipped is None else np.asarray(skipped, object)
+    ran = ~is_not_none(reasons)
     failed_arr = np.zeros(n_requests, bool) if failed is None else np.asarray(failed, bool)
+    failed_arr = failed_arr & ran
     scores = scores.astype(np.float64).copy()
-    scores[np.repeat(failed_arr, rows_per_request)] = np.nan
+    scores[np.repeat(failed_arr | ~ran, rows_per_request)] = np.nan
+    latency = np.full(n_requests, 10.0) if latency_ms is None else latency_ms.copy()
+    latency[~ran] = np.nan
     return ArmLog(
         version=version,
-        invoked=np.ones(n_requests, bool),
+        invoked=ran,
         failed=failed_arr,
-        latency_ms=np.full(n_requests, 10.0) if latency_ms is None else latency_ms,
+        predicted=ran & ~failed_arr,
+        skipped=reasons,
+        latency_ms=latency,
         scores=scores,
         list_valued=list_valued,
     )
@@ -131,8 +141,13 @@ def record(
     champion_error: str | None = None,
     latency_ms: tuple[float, float] = (10.0, 12.0),
     n_inputs: int | None = None,
+    champion_skipped: str | None = None,
+    challenger_skipped: str | None = None,
 ) -> PredictionRecord:
-    """A record as the service would log it; `challenger` None and no error: not invoked."""
+    """A record as the service would log it; `challenger` None and no error: not invoked.
+
+    A skipped arm keeps its version and logs nothing else (its `champion` / `challenger`
+    predictions are ignored)."""
     rows = n_inputs if n_inputs is not None else len(champion or challenger or [0])
     invoked = challenger is not None or challenger_error is not None
     data: list[list[Any]] = [[float(i)] for i in range(rows)]
@@ -145,12 +160,30 @@ def record(
         fallback=fallback,
         routing_draw=0.5,
         routing_key=None,
-        champion=ArmOutcome(
-            versions[0], None if champion_error else champion, latency_ms[0], champion_error
+        champion=_outcome(
+            versions[0],
+            None if champion_error else champion,
+            latency_ms[0],
+            champion_error,
+            champion_skipped,
+            invoked=True,
         ),
-        challenger=(
-            ArmOutcome(versions[1], challenger, latency_ms[1], challenger_error)
-            if invoked
-            else ArmOutcome()
+        challenger=_outcome(
+            versions[1], challenger, latency_ms[1], challenger_error, challenger_skipped, invoked
         ),
     )
+
+
+def _outcome(
+    version: str | None,
+    predictions: JsonValue,
+    latency_ms: float,
+    error: str | None,
+    skipped: str | None,
+    invoked: bool,
+) -> ArmOutcome:
+    if skipped is not None:
+        return ArmOutcome(version, skipped=skipped)
+    if not invoked:
+        return ArmOutcome()
+    return ArmOutcome(version, predictions, latency_ms, error)

@@ -83,6 +83,7 @@ def test_terminal_table(app: typer.Typer, store_url: str) -> None:
     assert result.exit_code == 0, result.output
     for text in ("champion v1", "challenger v2", "auc *", "p99 ms", "verdict", "PROMOTE"):
         assert text in result.stdout
+    assert "100.0% of 605 requests scored by both" in result.stdout
 
 
 def test_json_has_every_spec_key(app: typer.Typer, store_url: str) -> None:
@@ -106,6 +107,16 @@ def test_json_has_every_spec_key(app: typer.Typer, store_url: str) -> None:
         )
     assert body["verdict"] == "promote"
     assert body["verdict_reason"].startswith("challenger is better")
+    assert body["coverage"] == {
+        "n_requests": 605,
+        "both_scored": 605,
+        "share": 1.0,
+        "not_scored": {"overload": 0, "breaker_open": 0, "error": 0, "not_invoked": 0},
+        "skipped_by_arm": {
+            "champion": {"overload": 0, "breaker_open": 0},
+            "challenger": {"overload": 0, "breaker_open": 0},
+        },
+    }
 
 
 def test_json_is_reproducible_with_a_seed(app: typer.Typer, store_url: str) -> None:
@@ -130,7 +141,13 @@ def test_html_is_written_and_self_contained(
     assert "Plotly.newPlot" in text
     assert not re.search(r"<script[^>]*\ssrc=[\"']?https?:", text, re.IGNORECASE)
     assert not re.search(r"<link[^>]*href=[\"']?https?:", text, re.IGNORECASE)
-    for title in ("ROC curve", "Precision-recall curve", "Latency distribution", "95% intervals"):
+    for title in (
+        "ROC curve",
+        "Precision-recall curve",
+        "Latency distribution",
+        "95% intervals",
+        "Coverage",
+    ):
         assert title in text
     assert "promote" in text
 

@@ -133,6 +133,8 @@ def test_a_log_without_challenger_renders_dashes() -> None:
         version=None,
         invoked=np.zeros(100, bool),
         failed=np.zeros(100, bool),
+        predicted=np.zeros(100, bool),
+        skipped=np.full(100, None, object),
         latency_ms=np.full(100, np.nan),
         scores=np.full(100, np.nan),
         list_valued=False,
