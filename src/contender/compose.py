@@ -31,10 +31,8 @@ from contender.settings import Settings
 _MODEL_THREADS = 4
 # Shadow threads only wait on the shadow process: one per model it may be scoring.
 _SHADOW_THREADS = 2
-# A shadow call this many times the challenger timeout (at least the floor) is a hung
-# model: its process is replaced.
-_SHADOW_HANG_FACTOR = 10
-_SHADOW_HANG_FLOOR_S = 30.0
+# A shadow call still running after this long is a hung model: its process is replaced.
+_SHADOW_HANG_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -100,10 +98,7 @@ def build_services(
     shadow_process: ShadowProcess | None = None
     shadow_backend: ModelBackend = InProcess()
     if loader is None:
-        hang_s = max(
-            settings.challenger_timeout_ms / 1000 * _SHADOW_HANG_FACTOR, _SHADOW_HANG_FLOOR_S
-        )
-        shadow_process = ShadowProcess(call_limit_s=hang_s)
+        shadow_process = ShadowProcess(call_limit_s=_SHADOW_HANG_S)
         shadow_backend = shadow_process
         loader = PreloadingLoader(MlflowModelLoader(settings.tracking_uri, clock), shadow_process)
     champion_pool = ThreadPoolExecutor(_MODEL_THREADS, thread_name_prefix="champion")
