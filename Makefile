@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test check demo bench clean
+.PHONY: test check demo bench bench-isolation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Only the isolation case: a costly challenger in shadow mode against the champion alone.
+bench-isolation: $(STAMP)
+	$(BIN)/python bench/run.py --isolation
 
 clean:
 	rm -rf $(VENV) demo contender.db

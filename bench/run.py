@@ -1,18 +1,23 @@
 """contender against its peers: throughput, latency, CPU and memory, in one run.
 
-    .venv/bin/python bench/run.py [--servers mlflow,mlserver,mlserver-v2,contender]
+    .venv/bin/python bench/run.py [--servers mlflow,mlserver,mlserver-v2,contender,...]
+                                  [--isolation]
                                   [--cases 1row-c1,1row-c8,1row-c64,100row-c8]
                                   [--duration 20] [--warmup 3] [--profile]
 
 What it does, in order:
 1. installs what is missing: Debian's `wrk`, and `bench/.mlserver-venv` (MLServer);
 2. starts a private MLflow tracking server in a temporary directory, trains and
-   registers a champion (Production) and a challenger (Staging);
+   registers a champion (Production) and a challenger (Staging), and for the
+   isolation targets the costly challengers (`harness/heavy.py`);
 3. for each server in turn: start it, then for each case a warm-up, an answer check
    (predictions against the champion's own predict_proba), a measured wrk run
-   (CPU and RSS of the server's process tree read from /proc around it); stop it;
-4. prints a table and contender's ratios against each peer, writes
-   `bench/results/latest.json` and `bench/results/throughput.png`.
+   (CPU and RSS of the server's process tree read from /proc around it) and, for a
+   server that scores both arms, the share of the run's requests both scored, from
+   its log store; stop it;
+4. prints a table, contender's ratios against each peer and the isolation case's
+   shadow ÷ only ratios, writes `bench/results/latest.json` and
+   `bench/results/throughput.png`.
 
 Every process it starts runs in its own session and is stopped in a `finally`,
 on errors, Ctrl-C and SIGTERM alike. A server that fails to start is reported and
@@ -44,16 +49,20 @@ from rich.console import Console
 # `python bench/run.py` puts bench/ on sys.path; the harness package lives there.
 from harness import install
 from harness.answers import check_answers
+from harness.coverage import Coverage, now_utc, settle
+from harness.heavy import register_heavy
 from harness.load import DEFAULT_CASES, Case, run_wrk
 from harness.models import Registered, start_tracking_server, train_and_register
 from harness.output import print_tables, write_chart, write_json
 from harness.procs import Server, ServerFailed
-from harness.results import Measurement, failed, from_json, ratios
+from harness.results import Measurement, failed, from_json, isolation, ratios
 from harness.servers import (
+    ISOLATION_NAMES,
     TARGET_NAMES,
     TARGETS,
     Context,
     Target,
+    log_store_path,
     request_body,
     servers_for,
     start,
@@ -70,13 +79,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--servers",
-        default=",".join(TARGET_NAMES),
+        default=None,
         help=f"comma-separated subset of {', '.join(TARGET_NAMES)} (default: all)",
     )
     parser.add_argument(
+        "--isolation",
+        action="store_true",
+        help=f"only the isolation case: {', '.join(ISOLATION_NAMES)}",
+    )
+    parser.add_argument(
         "--cases",
-        default=",".join(c.name for c in DEFAULT_CASES),
-        help="comma-separated <rows>row-c<connections> load shapes (default: %(default)s)",
+        default=None,
+        help="comma-separated <rows>row-c<connections> load shapes, run in that order on "
+        f"every server (default: {','.join(c.name for c in DEFAULT_CASES)}; "
+        "the isolation targets have their own, see bench/README.md)",
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per run")
@@ -89,8 +105,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="measure nothing: print the tables and redraw the chart from results/latest.json",
     )
     args = parser.parse_args(argv)
-    args.targets = _pick_targets(parser, args.servers)
-    args.case_list = _parse_cases(parser, args.cases)
+    if args.isolation and args.servers is not None:
+        parser.error("--isolation picks the servers itself: give --servers or --isolation")
+    servers = ",".join(ISOLATION_NAMES if args.isolation else TARGET_NAMES)
+    args.targets = _pick_targets(parser, args.servers or servers)
+    args.case_list = None if args.cases is None else _parse_cases(parser, args.cases)
     return args
 
 
@@ -132,14 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracking, tracking_uri = start_tracking_server(workdir)
         try:
             registered = train_and_register(tracking_uri)
+            kinds = list(dict.fromkeys(t.heavy for t in args.targets if t.heavy is not None))
+            if kinds:
+                console.print(f"training and registering the costly challengers: {kinds}")
+                registered = register_heavy(registered, kinds)
             ctx = Context(workdir, registered, mlserver_bin)
             measurements = _measure_all(args, ctx, wrk, py_spy)
         finally:
             tracking.stop()
     ratio_rows = ratios(measurements)
-    print_tables(console, measurements, ratio_rows)
+    isolation_rows = isolation(measurements)
+    print_tables(console, measurements, ratio_rows, isolation_rows)
     meta = _meta(args, registered)
-    write_json(args.results_dir / "latest.json", meta, measurements, ratio_rows)
+    write_json(args.results_dir / "latest.json", meta, measurements, ratio_rows, isolation_rows)
     write_chart(args.results_dir / "throughput.png", measurements, _chart_title(meta))
     console.print(f"wrote {args.results_dir / 'latest.json'} and throughput.png")
     return 1 if any(m.failure or m.errors for m in measurements) else 0
@@ -148,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _replot(results_dir: Path) -> int:
     document = json.loads((results_dir / "latest.json").read_text())
     measurements = [from_json(m) for m in document["results"]]
-    print_tables(console, measurements, ratios(measurements))
+    print_tables(console, measurements, ratios(measurements), isolation(measurements))
     write_chart(results_dir / "throughput.png", measurements, _chart_title(document["meta"]))
     console.print(f"redrew {results_dir / 'throughput.png'}")
     return 0
@@ -184,16 +208,25 @@ def _measure_all(
                 console.print(exc.log_tail, markup=False, highlight=False)
             console.print(f"[red]{server_name} did not start:[/red] {exc}")
             reason = f"did not start: {exc}"[:200]
-            measurements += [failed(t.name, c, reason) for t in targets for c in args.case_list]
+            measurements += [failed(t.name, c, reason) for t in targets for c in _cases(args, t)]
             continue
         try:
+            after: str | None = None  # the case this server process ran last
             for target in targets:
-                for case in args.case_list:
-                    m = _measure(args, ctx, server, base_url, target, case, wrk, py_spy)
+                for case in _cases(args, target):
+                    m = _measure(args, ctx, server, base_url, target, case, wrk, py_spy, after)
                     measurements.append(m)
+                    after = case.name
         finally:
             server.stop()
     return measurements
+
+
+def _cases(args: argparse.Namespace, target: Target) -> Sequence[Case]:
+    """--cases for every server when given; otherwise the target's own, or the defaults."""
+    if args.case_list is not None:
+        return list(args.case_list)
+    return target.cases or DEFAULT_CASES
 
 
 def _measure(
@@ -205,6 +238,7 @@ def _measure(
     case: Case,
     wrk: str,
     py_spy: str | None,
+    after: str | None,
 ) -> Measurement:
     body_file = ctx.workdir / f"body-{target.protocol}-{case.rows}.json"
     body_file.write_bytes(request_body(target.protocol, ctx.registered.sample.head(case.rows)))
@@ -218,32 +252,53 @@ def _measure(
         load_average = os.getloadavg()[0]
         before = server.sample()
         profiler, svg = _start_profiler(py_spy, server, target, case, args)
+        started_at = now_utc()
         result = run_wrk(
             wrk, url, body_file, connections=case.connections, duration_s=args.duration
         )
-        after = server.sample()
+        ended_at = now_utc()
+        sample = server.sample()
         if profiler is not None:
             profiler.wait(timeout=60)
+        coverage = None
+        if target.shadow:
+            db = log_store_path(ctx, target.server)
+            coverage = settle(db, started_at, ended_at, expected=result.requests)
     except Exception as exc:
         console.print(f"[red]{target.name} {case.name} failed:[/red] {exc}")
         return failed(target.name, case, str(exc).splitlines()[0][:200])
-    cpu_ms = (after.cpu_s - before.cpu_s) * 1000 / result.requests if result.requests else None
+    cpu_ms = (sample.cpu_s - before.cpu_s) * 1000 / result.requests if result.requests else None
     console.print(
-        f"{target.name:12} {case.name:10} {result.requests_per_s:8.0f} req/s  "
+        f"{target.name:20} {case.name:10} {result.requests_per_s:8.0f} req/s  "
         f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
-        f"  mismatches {check.mismatches}"
+        f"  mismatches {check.mismatches}{_coverage_note(coverage)}",
+        highlight=False,
     )
     return Measurement(
         target=target.name,
         case=case,
         wrk=result,
         cpu_ms_per_request=cpu_ms,
-        rss_mb=after.rss_bytes / 2**20,
-        server_processes=after.processes,
+        rss_mb=sample.rss_bytes / 2**20,
+        server_processes=sample.processes,
         answer_checks=check.requests,
         answer_mismatches=check.mismatches,
         profile_svg=svg,
         load_average_1m=load_average,
+        coverage=coverage,
+        after=after,
+    )
+
+
+def _coverage_note(coverage: Coverage | None) -> str:
+    if coverage is None:
+        return ""
+    share = "-" if coverage.share is None else f"{coverage.share:.1%}"
+    skipped = "".join(f", {n} skipped ({why})" for why, n in coverage.challenger_skipped.items())
+    unsettled = "" if coverage.settled else ", records still arriving at the deadline"
+    return (
+        f"  both scored {share} of {coverage.records} records{skipped}, "
+        f"{coverage.challenger_errors} challenger errors{unsettled}"
     )
 
 
@@ -286,6 +341,10 @@ def _meta(args: argparse.Namespace, registered: Registered) -> dict[str, Any]:
         "mlserver": "1.7.1 (max_batch_size 32, max_batch_time 0.005 s, default workers)",
         "model": f"{registered.model_name} v{registered.champion_version} "
         "LogisticRegression, predict_proba, 20 float features",
+        "isolation_challengers": {
+            kind: f"{h.model_name} v{h.challenger_version}: {h.description}"
+            for kind, h in registered.heavy.items()
+        },
         "git_commit": _git_commit(),
     }
 

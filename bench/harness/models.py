@@ -4,7 +4,8 @@ The champion (LogisticRegression) is version 1 in stage Production, the challeng
 (HistGradientBoostingClassifier) version 2 in stage Staging; both trained on the
 same seeded `make_classification` data with 20 numeric features `f00`..`f19`, and
 logged with `pyfunc_predict_fn="predict_proba"`, so every server answers one
-(n, 2) probability row per input row.
+(n, 2) probability row per input row. The isolation case's costly challengers, each
+under a registered model of its own beside this champion, are in `heavy.py`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ MODEL_NAME = "bench-classifier"
 N_FEATURES = 20
 COLUMNS = [f"f{i:02d}" for i in range(N_FEATURES)]
 SEED = 20260101
+# skops (MLflow's default format) must be told the tree type is trusted.
+HIST_TREE_TYPE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class Registered:
     challenger_version: str
     champion: Any  # the fitted sklearn estimator: the reference for answer checks
     sample: pd.DataFrame  # rows the load and the checks draw from
+    champion_uri: str = ""  # the champion's logged model, to register it under other names
+    # The isolation case's registered models, by challenger kind (`heavy.py`).
+    heavy: Mapping[str, Any] = field(default_factory=dict)
 
 
 def start_tracking_server(workdir: Path) -> tuple[Server, str]:
@@ -64,7 +71,18 @@ def start_tracking_server(workdir: Path) -> tuple[Server, str]:
     return server, url
 
 
-def _pip_requirements() -> list[str]:
+def training_data(n_samples: int = 4000) -> tuple[pd.DataFrame, np.ndarray]:
+    """Seeded `make_classification` rows with the columns `f00`..`f19`, and their labels."""
+    from sklearn.datasets import make_classification
+
+    features, labels = make_classification(
+        n_samples=n_samples, n_features=N_FEATURES, n_informative=12, random_state=SEED
+    )
+    return pd.DataFrame(features, columns=COLUMNS), labels
+
+
+def pip_requirements() -> list[str]:
+    """Pinned explicitly: left to infer them, MLflow spends 9-15 s per logged model."""
     import importlib.metadata as md
 
     names = ("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops")
@@ -78,24 +96,19 @@ def train_and_register(tracking_uri: str) -> Registered:
     import mlflow
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
-    from sklearn.datasets import make_classification
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
-    features, labels = make_classification(
-        n_samples=4000, n_features=N_FEATURES, n_informative=12, random_state=SEED
-    )
-    frame = pd.DataFrame(features, columns=COLUMNS)
+    frame, labels = training_data()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("contender-bench")
     client = MlflowClient(tracking_uri)
     fitted: list[Any] = []
     versions: list[str] = []
-    # skops (MLflow's default format) must be told the tree type is trusted.
-    hist_tree = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+    uris: list[str] = []
     for estimator, trusted in (
         (LogisticRegression(max_iter=1000), []),
-        (HistGradientBoostingClassifier(max_iter=100, random_state=SEED), [hist_tree]),
+        (HistGradientBoostingClassifier(max_iter=100, random_state=SEED), [HIST_TREE_TYPE]),
     ):
         estimator.fit(frame, labels)
         with mlflow.start_run(run_name=type(estimator).__name__):
@@ -105,12 +118,13 @@ def train_and_register(tracking_uri: str) -> Registered:
                 pyfunc_predict_fn="predict_proba",
                 signature=infer_signature(frame.head(50), estimator.predict_proba(frame.head(50))),
                 input_example=frame.head(3),
-                pip_requirements=_pip_requirements(),
+                pip_requirements=pip_requirements(),
                 registered_model_name=MODEL_NAME,
                 skops_trusted_types=trusted or None,
             )
         fitted.append(estimator)
         versions.append(str(info.registered_model_version))
+        uris.append(info.model_uri)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]tage.*deprecated")
         client.transition_model_version_stage(MODEL_NAME, versions[0], "Production")
@@ -122,6 +136,7 @@ def train_and_register(tracking_uri: str) -> Registered:
         challenger_version=versions[1],
         champion=fitted[0],
         sample=frame.head(1000).reset_index(drop=True),
+        champion_uri=uris[0],
     )
 
 

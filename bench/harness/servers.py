@@ -6,6 +6,17 @@
 | `mlserver`    | MLServer 1.7.1 + mlserver-mlflow         | POST /invocations, MLflow scoring    |
 | `mlserver-v2` | the same MLServer process                | POST /v2/models/champion/infer (V2)  |
 | `contender`   | `contender serve`, challenger weight 0   | POST /invocations, MLflow scoring    |
+| `contender-w2`| the same with `--workers 2`              | POST /invocations, MLflow scoring    |
+
+The isolation case (`--isolation`): per costly challenger `K` in `gil`, `hgb`
+(`heavy.py`), registered model `bench-K` served twice, one server process each:
+`contender-K-only` (`--no-testing`: the champion alone, the baseline) and
+`contender-K-shadow` (`--challenger-weight 0`: both scored, champion served). Their
+default cases are `ISOLATION_CASES` (100row-c8, 1row-c64); the shadow server then
+runs 1row-c1 right after 1row-c64, the coverage-recovery check.
+
+Every contender server logs to a SQLite store of its own, `<server>-log.db` in the
+work directory, where the bench counts what both arms scored in each run.
 
 MLServer's `/invocations` is a custom handler of its MLflow runtime that calls the
 model directly: adaptive batching (max_batch_size 32, max_batch_time 5 ms here) only
@@ -26,8 +37,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from harness.load import Case
 from harness.models import COLUMNS, Registered, download_champion
 from harness.procs import Server, free_port, wait_http_ok
+from harness.results import ISOLATION
 
 Protocol = Literal["mlflow", "v2"]
 MLSERVER_MODEL = "champion"
@@ -41,6 +54,39 @@ class Target:
     path: str
     protocol: Protocol
     description: str
+    # Both arms are scored: the share of requests both scored is read from its log store.
+    shadow: bool = False
+    # Its own cases, in order, when --cases is not given (None: the bench's defaults).
+    cases: tuple[Case, ...] | None = None
+    # The costly challenger's kind (heavy.py) for the isolation targets.
+    heavy: str | None = None
+
+
+# The same history on both servers; the 100-row case first, so that what 64 connections
+# leave behind (an open breaker, a queue) does not colour it. Shadow servers then run
+# 1row-c1 right after 1row-c64: does everything get scored again once the load is light?
+ISOLATION_CASES = {
+    "only": (Case(100, 8), Case(1, 64)),
+    "shadow": (Case(100, 8), Case(1, 64), Case(1, 1)),
+}
+
+
+def _isolation_targets() -> tuple[Target, ...]:
+    targets = []
+    for kind, (only, shadow) in ISOLATION.items():
+        targets += [
+            Target(
+                only, only, "/invocations", "mlflow",
+                f"contender serve --no-testing, champion of bench-{kind} alone",
+                cases=ISOLATION_CASES["only"], heavy=kind,
+            ),
+            Target(
+                shadow, shadow, "/invocations", "mlflow",
+                f"contender serve, weight 0, costly {kind} challenger in shadow",
+                shadow=True, cases=ISOLATION_CASES["shadow"], heavy=kind,
+            ),
+        ]  # fmt: skip
+    return tuple(targets)
 
 
 TARGETS = (
@@ -53,16 +99,21 @@ TARGETS = (
         "v2",
         "MLServer 1.7.1, V2 endpoint, adaptive batching 32 / 5 ms",
     ),
-    Target("contender", "contender", "/invocations", "mlflow", "contender serve, weight 0"),
+    Target(
+        "contender", "contender", "/invocations", "mlflow", "contender serve, weight 0", shadow=True
+    ),
     Target(
         "contender-w2",
         "contender-w2",
         "/invocations",
         "mlflow",
         "contender serve --workers 2, weight 0",
+        shadow=True,
     ),
+    *_isolation_targets(),
 )
 TARGET_NAMES = tuple(t.name for t in TARGETS)
+ISOLATION_NAMES = tuple(t.name for t in TARGETS if t.heavy is not None)
 
 
 @dataclass(frozen=True)
@@ -135,16 +186,30 @@ def _start_mlserver(ctx: Context, port: int) -> tuple[Server, str]:
     return server, f"/v2/models/{MLSERVER_MODEL}/ready"
 
 
-def _start_contender(ctx: Context, port: int, workers: int = 1) -> tuple[Server, str]:
+def log_store_path(ctx: Context, server_name: str) -> Path:
+    """The SQLite prediction log of one contender server."""
+    return ctx.workdir / f"{server_name}-log.db"
+
+
+def _start_contender(
+    ctx: Context,
+    port: int,
+    *,
+    name: str = "contender",
+    workers: int = 1,
+    heavy: str | None = None,
+    testing: bool = True,
+) -> tuple[Server, str]:
     reg = ctx.registered
+    model = reg.model_name if heavy is None else reg.heavy[heavy].model_name
+    routing = ["--challenger-weight", "0"] if testing else ["--no-testing"]
     argv = [
         sys.executable, "-m", "contender", "serve",
-        "--model", reg.model_name, "--tracking-uri", reg.tracking_uri,
+        "--model", model, "--tracking-uri", reg.tracking_uri,
         "--host", "127.0.0.1", "--port", str(port),
-        "--challenger-weight", "0", "--workers", str(workers),
-        "--log-store", f"sqlite:///{ctx.workdir / f'contender-w{workers}-log.db'}",
+        *routing, "--workers", str(workers),
+        "--log-store", f"sqlite:///{log_store_path(ctx, name)}",
     ]  # fmt: skip
-    name = "contender" if workers == 1 else f"contender-w{workers}"
     server = Server(name, argv, log_path=ctx.workdir / f"{name}.log", cwd=ctx.workdir)
     return server, "/ready"
 
@@ -153,7 +218,14 @@ STARTERS: dict[str, Callable[[Context, int], tuple[Server, str]]] = {
     "mlflow": _start_mlflow,
     "mlserver": _start_mlserver,
     "contender": _start_contender,
-    "contender-w2": partial(_start_contender, workers=2),
+    "contender-w2": partial(_start_contender, name="contender-w2", workers=2),
+    **{
+        target.server: partial(
+            _start_contender, name=target.server, heavy=target.heavy, testing=target.shadow
+        )
+        for target in TARGETS
+        if target.heavy is not None
+    },
 }
 
 
