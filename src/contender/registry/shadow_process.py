@@ -5,9 +5,9 @@ a challenger that holds the GIL for 3 ms a call (or a gradient-boosted model loo
 over 1,500 trees in Python) halved the throughput of a champion it never served for.
 So the arm that does not answer ("shadow work") runs in one child process instead,
 its predictions in a thread at nice 19: the kernel favours the serving process and its
-clients whenever they compete for a core. Loading stays at normal priority, so a model loads in seconds even under load.
-The serving process only pickles a batch and waits on a pipe in a thread, which
-releases the GIL.
+clients whenever they compete for a core. Loading stays at normal priority, so a model
+loads in seconds even under load. The serving process only pickles a batch and waits on
+a pipe in a thread, which releases the GIL.
 
 The child loads each model from the directory the serving process downloaded it to
 (`LoadedModel.local_path`): once ahead of the swap (`preload`, from the registry
