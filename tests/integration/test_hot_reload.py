@@ -48,7 +48,6 @@ SWAP_DEADLINE_S = POLL_INTERVAL_S + 20.0
 """One poll plus download, load and warm-up of a tiny model, on a busy two-core machine."""
 ONE_ROW = {"dataframe_split": {"columns": models.FEATURES, "data": [[0.1, -0.4, 1.2, 0.3]]}}
 TOKEN = "hot-reload-token"
-MLFLOW_MIN_START_S = 5.0
 """`mlflow server` never answers sooner after its start (`import mlflow` alone takes 4 s)."""
 
 
@@ -386,9 +385,9 @@ def test_an_unreachable_registry_never_stops_serving(
             assert f"127.0.0.1:{port}" in down["last_poll_error"]
             assert down["champion"]["version"] == version
             replies_at_stop = traffic.count
-            # A restart takes 15-30 s here before it answers, over 5 s anywhere: launched
-            # so that the registry stays away for at least `outage_s` in all.
-            while time.monotonic() - stopped_at < outage_s - MLFLOW_MIN_START_S:
+            # Restarted only after `outage_s`: a restart once came back in under 5 s, so
+            # counting on its start-up time to fill the outage made it too short.
+            while time.monotonic() - stopped_at < outage_s:
                 assert status(service)["last_poll_error"] is not None
                 traffic.wait_for_more(5)
             server = start_mlflow_server(root, port, "server-restarted.log")
