@@ -48,7 +48,6 @@ SWAP_DEADLINE_S = POLL_INTERVAL_S + 20.0
 """One poll plus download, load and warm-up of a tiny model, on a busy two-core machine."""
 ONE_ROW = {"dataframe_split": {"columns": models.FEATURES, "data": [[0.1, -0.4, 1.2, 0.3]]}}
 TOKEN = "hot-reload-token"
-"""`mlflow server` never answers sooner after its start (`import mlflow` alone takes 4 s)."""
 
 
 # ---- helpers -------------------------------------------------------------------------
