@@ -39,6 +39,7 @@ from typing import Any
 
 from contender.errors import ContenderError, RemoteModelError
 from contender.models import LoadedModel, ModelRef
+from contender.native_threads import one_native_thread
 from contender.registry.loader import ModelLoader, unchecked_predict
 
 _log = logging.getLogger(__name__)
@@ -147,11 +148,9 @@ def child_main(conn: Connection) -> None:
 
     Predictions run in a thread of their own at the lowest priority; everything else
     (receiving, loading) in this one, at normal priority."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1)
+    one_native_thread()
     models: dict[str, Any] = {}
-    with ThreadPoolExecutor(1, initializer=_lower_priority) as predictor:
+    with ThreadPoolExecutor(1, initializer=_prediction_thread) as predictor:
         conn.send(("ready", os.getpid()))
         while True:
             try:
@@ -193,7 +192,8 @@ def _model(models: dict[str, Any], path: str) -> Any:
     return models[path]
 
 
-def _lower_priority() -> None:
+def _prediction_thread() -> None:
+    one_native_thread()
     # On Linux, pid 0 is the calling thread: only the prediction thread is lowered.
     # Nice 19, not SCHED_IDLE: measured here, an idle-class thread got almost no CPU even
     # at one connection, since the serving process and its client keep both cores busy
