@@ -31,6 +31,7 @@ from harness.models import (
     HIST_TREE_TYPE,
     SEED,
     Registered,
+    log_classifier,
     pip_requirements,
     training_data,
 )
@@ -128,25 +129,15 @@ def _log_gil(registered: Registered) -> tuple[str, str]:
 
 
 def _log_hgb(registered: Registered) -> tuple[str, str]:
-    import mlflow
-    from mlflow.models import infer_signature
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     frame, labels = training_data(HGB_TRAINING_ROWS)
     estimator = HistGradientBoostingClassifier(**HGB_PARAMS, random_state=SEED)
     estimator.fit(frame, labels)
     one_row_ms = _one_row_ms(estimator, frame)
-    with mlflow.start_run(run_name="hgb-1500-challenger"):
-        info = mlflow.sklearn.log_model(
-            estimator,
-            name="model",
-            pyfunc_predict_fn="predict_proba",
-            signature=infer_signature(frame.head(50), estimator.predict_proba(frame.head(50))),
-            input_example=frame.head(3),
-            pip_requirements=pip_requirements(),
-            registered_model_name=MODEL_NAMES["hgb"],
-            skops_trusted_types=[HIST_TREE_TYPE],
-        )
+    info = log_classifier(
+        estimator, frame, "hgb-1500-challenger", MODEL_NAMES["hgb"], [HIST_TREE_TYPE]
+    )
     params = ", ".join(f"{k}={v}" for k, v in HGB_PARAMS.items())
     description = (
         f"HistGradientBoostingClassifier({params}), trained on {HGB_TRAINING_ROWS:,} rows; "

@@ -89,12 +89,31 @@ def pip_requirements() -> list[str]:
     return [f"{n}=={md.version(n)}" for n in names]
 
 
+def log_classifier(
+    estimator: Any, frame: pd.DataFrame, run_name: str, model_name: str, trusted: list[str]
+) -> Any:
+    """Log a fitted classifier answering predict_proba and register it; its ModelInfo."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    with mlflow.start_run(run_name=run_name):
+        return mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            pyfunc_predict_fn="predict_proba",
+            signature=infer_signature(frame.head(50), estimator.predict_proba(frame.head(50))),
+            input_example=frame.head(3),
+            pip_requirements=pip_requirements(),
+            registered_model_name=model_name,
+            skops_trusted_types=trusted or None,
+        )
+
+
 def train_and_register(tracking_uri: str) -> Registered:
     """Train both models, register them, set their stages. About 10-20 s here."""
     # The per-run "View run at ..." lines would drown the bench's own output.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     import mlflow
-    from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -111,17 +130,7 @@ def train_and_register(tracking_uri: str) -> Registered:
         (HistGradientBoostingClassifier(max_iter=100, random_state=SEED), [HIST_TREE_TYPE]),
     ):
         estimator.fit(frame, labels)
-        with mlflow.start_run(run_name=type(estimator).__name__):
-            info = mlflow.sklearn.log_model(
-                estimator,
-                name="model",
-                pyfunc_predict_fn="predict_proba",
-                signature=infer_signature(frame.head(50), estimator.predict_proba(frame.head(50))),
-                input_example=frame.head(3),
-                pip_requirements=pip_requirements(),
-                registered_model_name=MODEL_NAME,
-                skops_trusted_types=trusted or None,
-            )
+        info = log_classifier(estimator, frame, type(estimator).__name__, MODEL_NAME, trusted)
         fitted.append(estimator)
         versions.append(str(info.registered_model_version))
         uris.append(info.model_uri)

@@ -175,16 +175,16 @@ class ChampionChallengerRouter:
     ) -> Answer:
         if decision.challenger_serves and challenger_run is not None:
             challenger = await challenger_run
-            if challenger.ok:
+            if decision.served_by(challenger) is Arm.CHALLENGER:
                 self._metrics.requests.labels(Arm.CHALLENGER.value, challenger.version).inc()
                 return Answer(Arm.CHALLENGER, challenger.version, challenger.predictions, False)
-        if decision.arm is Arm.CHALLENGER:
+        fallback = decision.fallback(Arm.CHAMPION)
+        if fallback:
             self._metrics.fallbacks.inc()
         champion = await champion_run
         if not champion.ok:
             raise ModelFailure(f"the champion (version {champion.version}) failed to predict")
         self._metrics.requests.labels(Arm.CHAMPION.value, champion.version).inc()
-        fallback = decision.arm is Arm.CHALLENGER
         return Answer(Arm.CHAMPION, champion.version, champion.predictions, fallback)
 
     @staticmethod
@@ -293,15 +293,15 @@ class ChampionChallengerRouter:
         challenger = await challenger_run if challenger_run is not None else None
         if challenger is not None and self._judges(decision.table, challenger):
             self._breaker.record(failed=not challenger.ok)
-        served_challenger = decision.challenger_serves and challenger is not None and challenger.ok
+        served_by = decision.served_by(challenger)
         self._sink(
             PredictionRecord(
                 request_id=request.request_id,
                 timestamp=decision.timestamp,
                 model_name=self._config.model_name,
                 inputs=request.log_inputs,
-                served_by=(Arm.CHALLENGER if served_challenger else Arm.CHAMPION).value,
-                fallback=decision.arm is Arm.CHALLENGER and not served_challenger,
+                served_by=served_by.value,
+                fallback=decision.fallback(served_by),
                 routing_draw=decision.draw,
                 routing_key=request.routing_key,
                 champion=champion.outcome(),
@@ -359,3 +359,11 @@ class _Decision:
     table: RoutingTable
     challenger_serves: bool
     """Drawn for the challenger and the breaker let it answer."""
+
+    def served_by(self, challenger: ModelRun | None) -> Arm:
+        """Who answered: the one rule the answer and the record both follow."""
+        ok = challenger is not None and challenger.ok
+        return Arm.CHALLENGER if self.challenger_serves and ok else Arm.CHAMPION
+
+    def fallback(self, served_by: Arm) -> bool:
+        return self.arm is Arm.CHALLENGER and served_by is Arm.CHAMPION
