@@ -35,12 +35,6 @@ _MODEL_THREADS = 4
 # with a small share of a core (a GIL-bound pyfunc at 100-row requests: 41 % of requests
 # scored with 256-row batches).
 _SHADOW_MAX_BATCH_ROWS = 4096
-# Each shadow model is busy at most this share of the time, resting while its next batch
-# gathers. Even at nice 19, a shadow process using every idle moment delays the serving
-# process each time it wakes (and shares its caches): a 1,500-tree gradient-boosted
-# challenger took 0.7 of a core and a quarter of the throughput at 64 connections.
-# Batches grow to fill the rest, so a model whose cost is mostly per call keeps up.
-_SHADOW_DUTY_CYCLE = 0.25
 # Shadow threads only wait on the shadow process: one per model it may be scoring.
 _SHADOW_THREADS = 2
 # A shadow call still running after this long is a hung model: its process is replaced.
@@ -136,7 +130,6 @@ def build_services(
             replace(batching, max_batch_size=max(settings.max_batch_size, _SHADOW_MAX_BATCH_ROWS)),
             backend=shadow_backend,
             max_lag_ms=settings.shadow_max_lag_ms,
-            duty_cycle=_SHADOW_DUTY_CYCLE,
         ),
         breaker=breaker,
         clock=clock,

@@ -1,5 +1,4 @@
-"""Shadow work: late work is dropped before it runs (the skip looks at time, nothing
-else), and a paced model rests between calls.
+"""Late shadow work is dropped before it runs: the skip looks at time, nothing else.
 
 A running call is held on a gate (see test_batcher.py), the fake clock is moved past the
 lag bound while requests wait behind it, and nothing here is timed.
@@ -10,9 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-import pandas as pd
 import pytest
 
 from contender.routing.batcher import MicroBatcher, WorkSkipped
@@ -102,35 +99,3 @@ async def test_at_light_load_nothing_is_skipped(
         assert list(await batcher.predict(frame_of(float(i)))) == [2.0 * i]
     assert len(model.calls) == 50
     await batcher.aclose()
-
-
-@pytest.mark.anyio
-async def test_a_paced_batcher_rests_three_times_a_call_at_a_quarter_duty(
-    executor: ThreadPoolExecutor,
-) -> None:
-    clock = FakeClock()
-    rests: list[float] = []
-
-    async def rest(seconds: float) -> None:
-        rests.append(seconds)
-
-    def model(frame: pd.DataFrame) -> Any:
-        clock.monotonic_s += 0.02  # every call takes 20 ms on the fake clock
-        return frame["value"].to_numpy()
-
-    batcher = MicroBatcher(
-        model, max_batch_size=64, max_batch_wait_ms=0, executor=executor, clock=clock,
-        sleep=rest, duty_cycle=0.25,
-    )  # fmt: skip
-    for i in range(3):
-        assert list(await batcher.predict(frame_of(float(i)))) == [float(i)]
-    await batcher.aclose()
-    assert rests == pytest.approx([0.06, 0.06, 0.06])
-
-
-def test_a_duty_cycle_outside_0_to_1_is_refused(executor: ThreadPoolExecutor) -> None:
-    with pytest.raises(ValueError, match="duty_cycle"):
-        MicroBatcher(
-            lambda frame: frame, max_batch_size=8, max_batch_wait_ms=0, executor=executor,
-            clock=FakeClock(), duty_cycle=0.0,
-        )  # fmt: skip

@@ -85,11 +85,6 @@ class MicroBatcher:
     ``BatcherClosedError``. The batcher belongs to the event loop of its first
     ``predict``.
 
-    Pacing. With ``duty_cycle`` f < 1, a call of d seconds is followed by a rest of
-    d * (1/f - 1), so the model is busy at most a share f of the time. Requests queue
-    meanwhile and the next batch is bigger: a model whose cost is mostly per call keeps
-    up on a fraction of a core.
-
     Dropping late work. With ``max_lag_ms`` set, a request still queued that long after
     it arrived is never run: its caller gets ``WorkSkipped``. Work nobody will wait for
     is dropped before it costs anything, so a backlog cannot grow without bound and
@@ -107,14 +102,11 @@ class MicroBatcher:
         clock: Clock,
         sleep: Sleep = asyncio.sleep,
         max_lag_ms: float | None = None,
-        duty_cycle: float = 1.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if max_batch_wait_ms < 0:
             raise ValueError(f"max_batch_wait_ms must be >= 0, got {max_batch_wait_ms}")
-        if not 0.0 < duty_cycle <= 1.0:
-            raise ValueError(f"duty_cycle must be in (0, 1], got {duty_cycle}")
         self._predict = predict
         self._max_batch_size = max_batch_size
         self._max_batch_wait_s = max_batch_wait_ms / 1000.0
@@ -122,7 +114,6 @@ class MicroBatcher:
         self._clock = clock
         self._sleep = sleep
         self._max_lag_s = None if max_lag_ms is None else max_lag_ms / 1000.0
-        self._rest_per_busy_s = 1.0 / duty_cycle - 1.0
         self._queue: deque[_Request] = deque()
         self._in_flight: list[_Request] = []
         self._arrived = asyncio.Event()
@@ -208,12 +199,9 @@ class MicroBatcher:
             if busy_before and self._max_batch_wait_s > 0:
                 await self._gather()
             self._in_flight = self._take_batch()
-            started_s = self._clock.monotonic()
             await self._execute(self._in_flight)
             self._in_flight = []
             busy_before = True
-            if self._rest_per_busy_s > 0:
-                await self._sleep((self._clock.monotonic() - started_s) * self._rest_per_busy_s)
 
     async def _gather(self) -> None:
         """Wait for a not-yet-full batch to fill, until the oldest's deadline."""

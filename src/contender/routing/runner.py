@@ -11,7 +11,7 @@ Where the model runs is the `ModelBackend`'s business: in this process (`InProce
 or in the low-priority shadow process (`contender.routing.shadow`). A runner for shadow
 work has a `max_lag_ms`: work that cannot start that long after it was handed over is
 dropped before it runs (`WorkSkipped`), whatever the input, so what runs stays a fair
-sample of traffic; and a `duty_cycle`, the most of the time each model may be busy.
+sample of traffic.
 
 Batchers belong to a model version: when a snapshot no longer holds a model, its
 batcher finishes what it has queued and stops.
@@ -75,10 +75,8 @@ class ModelRunner:
         *,
         backend: ModelBackend | None = None,
         max_lag_ms: float | None = None,
-        duty_cycle: float = 1.0,
     ) -> None:
         self._executor = executor
-        self._duty_cycle = duty_cycle
         self._clock = clock
         self._batching = batching
         self._backend = backend or InProcess()
@@ -133,7 +131,6 @@ class ModelRunner:
                 executor=self._executor,
                 clock=self._clock,
                 max_lag_ms=self._max_lag_ms,
-                duty_cycle=self._duty_cycle,
             )
             entry = (model, batcher)
             self._batchers[key] = entry
