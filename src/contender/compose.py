@@ -77,6 +77,13 @@ def tune_process() -> None:
     sys.setswitchinterval(0.0005)
 
 
+def _shadow_batching(batching: BatchingConfig) -> BatchingConfig:
+    """Bigger batches for shadow work, unless the user turned batching off (1)."""
+    if batching.max_batch_size == 1:
+        return batching
+    return replace(batching, max_batch_size=max(batching.max_batch_size, _SHADOW_MAX_BATCH_ROWS))
+
+
 def _model_pool(threads: int, name: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=one_native_thread)
 
@@ -127,7 +134,7 @@ def build_services(
         shadow_runner=ModelRunner(
             shadow_pool,
             clock,
-            replace(batching, max_batch_size=max(settings.max_batch_size, _SHADOW_MAX_BATCH_ROWS)),
+            _shadow_batching(batching),
             backend=shadow_backend,
             max_lag_ms=settings.shadow_max_lag_ms,
         ),
