@@ -7,7 +7,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
@@ -35,6 +35,11 @@ _MODEL_THREADS = 4
 # with a small share of a core (a GIL-bound pyfunc at 100-row requests: 41 % of requests
 # scored with 256-row batches).
 _SHADOW_MAX_BATCH_ROWS = 4096
+# How long a shadow batch may gather company under load (never at light load: an idle
+# batcher runs a request at once). A model that costs mostly per call (3 ms of GIL-bound
+# Python, say) then runs ten times a second, not a thousand, which leaves the cores to
+# the answers; a quarter of the lag bound at most, so gathering never causes a skip.
+_SHADOW_GATHER_MS = 100.0
 # Shadow threads only wait on the shadow process: one per model it may be scoring.
 _SHADOW_THREADS = 2
 # A shadow call still running after this long is a hung model: its process is replaced.
@@ -77,11 +82,14 @@ def tune_process() -> None:
     sys.setswitchinterval(0.0005)
 
 
-def _shadow_batching(batching: BatchingConfig) -> BatchingConfig:
-    """Bigger batches for shadow work, unless the user turned batching off (1)."""
+def _shadow_batching(batching: BatchingConfig, max_lag_ms: float) -> BatchingConfig:
+    """Bigger, gathered batches for shadow work, unless the user turned batching off (1)."""
     if batching.max_batch_size == 1:
         return batching
-    return replace(batching, max_batch_size=max(batching.max_batch_size, _SHADOW_MAX_BATCH_ROWS))
+    return BatchingConfig(
+        max_batch_size=max(batching.max_batch_size, _SHADOW_MAX_BATCH_ROWS),
+        max_batch_wait_ms=max(batching.max_batch_wait_ms, min(_SHADOW_GATHER_MS, max_lag_ms / 4)),
+    )
 
 
 def _model_pool(threads: int, name: str) -> ThreadPoolExecutor:
@@ -134,7 +142,7 @@ def build_services(
         shadow_runner=ModelRunner(
             shadow_pool,
             clock,
-            _shadow_batching(batching),
+            _shadow_batching(batching, settings.shadow_max_lag_ms),
             backend=shadow_backend,
             max_lag_ms=settings.shadow_max_lag_ms,
         ),

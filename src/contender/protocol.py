@@ -182,8 +182,20 @@ def _first_line(message: str) -> str:
 
 
 def rows_of(raw: Any) -> JsonValue:
-    """A model output as JSON-able values, row-aligned for arrays and frames (as MLflow)."""
+    """A model output as JSON-able values, row-aligned for arrays and frames (as MLflow).
+
+    An array of a dtype orjson writes exactly as MLflow's `tolist()` would stays an
+    array: one object where 100 rows as lists are 101, each of which the garbage
+    collector scans for as long as the record waits for the other model. With shadow
+    work queued for a second, those lists made full collections of 20 to 56 ms."""
+    if isinstance(raw, np.ndarray) and raw.ndim >= 1 and raw.dtype in _ARRAY_JSON_DTYPES:
+        return np.ascontiguousarray(raw)
     return _get_jsonable_obj(raw, pandas_orient="records")
+
+
+# Not float32: orjson writes its shortest float32 form, tolist() the float64 one.
+_ARRAY_JSON_DTYPES = frozenset(np.dtype(t) for t in (np.float64, np.int64, np.int32, np.bool_))
+_ARRAY_LOGGED_DTYPES = frozenset({np.dtype(np.float64), np.dtype(np.int64)})
 
 
 def log_inputs(data: Any, redact: frozenset[str]) -> dict[str, JsonValue]:
@@ -196,10 +208,16 @@ def log_inputs(data: Any, redact: frozenset[str]) -> dict[str, JsonValue]:
         frame = pd.DataFrame({key: list(np.asarray(value).tolist()) for key, value in data.items()})
     else:
         return {"columns": [], "data": [orjson.loads(dumps(data))]}
-    columns = [str(column) for column in frame.columns]
-    # tolist() keeps every float exact; the store's JSON encoder takes care of numpy scalars.
-    rows: list[list[JsonValue]] = frame.to_numpy().tolist()
+    columns = [str(column) for column in frame.columns.tolist()]
     hashed = [index for index, column in enumerate(columns) if column in redact]
+    values = frame.to_numpy()
+    if not hashed and values.dtype in _ARRAY_LOGGED_DTYPES:
+        # The store's encoder (orjson) writes a C-ordered float64/int64 array exactly as
+        # it writes the same numbers as Python objects, several times faster, and this
+        # runs in the log writer's thread while holding the GIL.
+        return {"columns": columns, "data": np.ascontiguousarray(values)}
+    # tolist() keeps every float exact; the store's JSON encoder takes care of numpy scalars.
+    rows: list[list[JsonValue]] = values.tolist()
     for row in rows:
         for index in hashed:
             row[index] = _hash(row[index])

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from contender.routing.batcher import BatcherClosedError, MicroBatcher
+from contender.routing.batcher import BatcherClosedError, MicroBatcher, _concat
 
 POISON = -1.0
 
@@ -514,3 +514,18 @@ def test_nonsense_settings_are_refused(
             executor=executor,
             clock=clock,
         )
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [pd.DataFrame({"a": [0.5, 1.5], "b": [2.0, 3.0]}), pd.DataFrame({"a": [4.0], "b": [5.0]})],
+        [pd.DataFrame({"a": [1], "b": [2]}), pd.DataFrame({"a": [3], "b": [4]})],
+        [pd.DataFrame({"a": [1], "b": [2.5]}), pd.DataFrame({"a": [3], "b": [4.5]})],
+        [pd.DataFrame({"a": ["x"], "b": [1.0]}), pd.DataFrame({"a": ["y"], "b": [2.0]})],
+    ],
+    ids=["floats", "ints", "mixed-numeric", "with-strings"],
+)
+def test_merging_frames_equals_pandas_concat(frames: list[pd.DataFrame]) -> None:
+    merged = _concat(frames)
+    pd.testing.assert_frame_equal(merged, pd.concat(frames, ignore_index=True))

@@ -7,9 +7,12 @@ lag bound while requests wait behind it, and nothing here is timed.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import pandas as pd
 import pytest
 
 from contender.routing.batcher import MicroBatcher, WorkSkipped
@@ -98,4 +101,41 @@ async def test_at_light_load_nothing_is_skipped(
         clock.monotonic_s += 10.0  # long gaps between requests: each one runs at once
         assert list(await batcher.predict(frame_of(float(i)))) == [2.0 * i]
     assert len(model.calls) == 50
+    await batcher.aclose()
+
+
+async def _score_or_skip(batcher: MicroBatcher, frame: pd.DataFrame) -> str:
+    try:
+        await batcher.predict(frame)
+    except WorkSkipped:
+        return "skipped"
+    return "scored"
+
+
+@pytest.mark.anyio
+async def test_skipped_work_is_freed_at_once_not_by_the_garbage_collector(
+    model: RecordingModel, executor: ThreadPoolExecutor
+) -> None:
+    """A reference cycle per skip kept a second of queued requests for a full collection."""
+    clock = FakeClock()
+    batcher = lagging(model, executor, clock)
+    model.gate.clear()
+    busy = asyncio.create_task(batcher.predict(frame_of(0.0)))
+    await model.entered.wait()
+    frame = frame_of(1.0)
+    alive = weakref.ref(frame)
+    gc.disable()
+    try:
+        late = asyncio.create_task(_score_or_skip(batcher, frame))
+        del frame
+        await settle()
+        clock.monotonic_s = 5.0
+        fresh = asyncio.create_task(batcher.predict(frame_of(2.0)))  # clears the late one
+        assert await late == "skipped"
+        assert alive() is None
+    finally:
+        gc.enable()
+    model.gate.set()
+    await busy
+    await fresh
     await batcher.aclose()

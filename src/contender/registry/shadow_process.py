@@ -1,11 +1,12 @@
-"""ShadowProcess: shadow work in a child process, at the lowest nice level.
+"""ShadowProcess: shadow work in a child process, in the idle scheduling class.
 
 A model scored in the serving process competes with the answers for the interpreter:
 a challenger that holds the GIL for 3 ms a call (or a gradient-boosted model looping
 over 1,500 trees in Python) halved the throughput of a champion it never served for.
 So the arm that does not answer ("shadow work") runs in one child process instead,
-its predictions in a thread at nice 19: the kernel favours the serving process and its
-clients whenever they compete for a core. Loading stays at normal priority, so a model
+its predictions in a thread of the SCHED_IDLE class: the kernel runs it only on a core
+that nothing else wants, and preempts it as soon as the serving process or its clients
+want one. Loading stays at normal priority, so a model
 loads in seconds even under load. The serving process only pickles a batch and waits on
 a pipe in a thread, which releases the GIL.
 
@@ -195,10 +196,11 @@ def _model(models: dict[str, Any], path: str) -> Any:
 def _prediction_thread() -> None:
     one_native_thread()
     # On Linux, pid 0 is the calling thread: only the prediction thread is lowered.
-    # Nice 19, not SCHED_IDLE: measured here, an idle-class thread got almost no CPU even
-    # at one connection, since the serving process and its client keep both cores busy
-    # in bursts too short for the idle class to run in.
-    os.setpriority(os.PRIO_PROCESS, 0, 19)
+    # SCHED_IDLE rather than nice 19: a waking thread preempts an idle-class one at once,
+    # where a nice-19 one keeps its core to the end of its slice. (An earlier trial of
+    # SCHED_IDLE starved at one connection only because OpenMP then ran the model on
+    # both cores; with one native thread, 100 % of requests are scored at one connection.)
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 class PreloadingLoader:

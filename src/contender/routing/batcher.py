@@ -62,7 +62,7 @@ class MicroBatcher:
     - While a call is running, arriving requests queue. When the call returns, the
       queued requests are taken in arrival order into one batch of at most
       ``max_batch_size`` rows (a request bigger than that runs alone), concatenated
-      with ``pandas.concat(ignore_index=True)`` and scored in ONE call in
+      as ``pandas.concat(ignore_index=True)`` would (see ``_concat``) and scored in ONE call in
       ``executor``. Only frames with the same columns and dtypes are merged, so a
       merge never changes the values a model sees; the others wait for the next batch.
     - ``max_batch_wait_ms`` applies only to a batch that formed while the model was
@@ -115,6 +115,10 @@ class MicroBatcher:
         self._sleep = sleep
         self._max_lag_s = None if max_lag_ms is None else max_lag_ms / 1000.0
         self._queue: deque[_Request] = deque()
+        # Rows in the queue, cancelled ones included until they leave it: under it, no
+        # batch can be full, which spares planning one at every arrival.
+        self._queued_rows = 0
+        self._filled = asyncio.Event()
         self._in_flight: list[_Request] = []
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -133,6 +137,25 @@ class MicroBatcher:
         signature has the same columns and dtypes) passes a cheaper key. ``on_start`` is
         called when the model call that scores ``frame`` is about to begin.
         """
+        future = self.submit(frame, merge_key, on_start)
+        try:
+            # Cancelling the caller cancels the future; the worker then skips it.
+            return await future
+        finally:
+            # A skipped or failed request's future holds its exception, whose traceback
+            # holds this frame, which holds the future: a cycle that only a full
+            # collection frees. Queued skips made those 20 to 50 ms long.
+            del future
+
+    def submit(
+        self,
+        frame: pd.DataFrame,
+        merge_key: Hashable | None = None,
+        on_start: OnStart | None = None,
+    ) -> asyncio.Future[Any]:
+        """`predict` without a coroutine: the future of ``frame``'s rows (call on the loop).
+
+        For callers that only attach a callback, as shadow work does: no task per request."""
         if self._closed:
             raise BatcherClosedError("the batcher is closed")
         loop = asyncio.get_running_loop()
@@ -145,16 +168,19 @@ class MicroBatcher:
         )
         self._drop_cancelled()
         self._queue.append(request)
+        self._queued_rows += request.rows
         self._arrived.set()
+        if self._queued_rows >= self._max_batch_size:
+            self._filled.set()
         if self._worker is None:
             self._worker = loop.create_task(self._work(), name="contender-micro-batcher")
-        # Cancelling the caller cancels the future; the worker then skips it.
-        return await request.future
+        return request.future
 
     async def aclose(self) -> None:
         """Refuse new requests, finish the queued ones, stop the worker."""
         self._closed = True
         self._arrived.set()
+        self._filled.set()
         if self._worker is None:
             return
         try:
@@ -183,6 +209,7 @@ class MicroBatcher:
                 if not request.future.done():
                     request.future.set_exception(error)
             self._queue.clear()
+            self._queued_rows = 0
             self._in_flight = []
 
     async def _run(self) -> None:
@@ -204,21 +231,24 @@ class MicroBatcher:
             busy_before = True
 
     async def _gather(self) -> None:
-        """Wait for a not-yet-full batch to fill, until the oldest's deadline."""
+        """Wait for a not-yet-full batch to fill, until the oldest's deadline.
+
+        It wakes when the queue holds a full batch's rows, not at every arrival: a
+        shadow batch gathers thousands of requests."""
         deadline_s = self._queue[0].arrived_at_s + self._max_batch_wait_s
-        while not self._batch_is_full():
+        while not self._closed and not self._batch_is_full():
             remaining_s = deadline_s - self._clock.monotonic()
             if remaining_s <= 0:
                 return
-            self._arrived.clear()
+            self._filled.clear()
             timer = asyncio.ensure_future(self._sleep(remaining_s))
-            arrival = asyncio.ensure_future(self._arrived.wait())
+            filled = asyncio.ensure_future(self._filled.wait())
             try:
-                await asyncio.wait({timer, arrival}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({timer, filled}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 timer.cancel()
-                arrival.cancel()
-                await asyncio.gather(timer, arrival, return_exceptions=True)
+                filled.cancel()
+                await asyncio.gather(timer, filled, return_exceptions=True)
             if timer.done() and not timer.cancelled():
                 return
             self._drop_cancelled()
@@ -239,7 +269,7 @@ class MicroBatcher:
         return batch, rows >= self._max_batch_size
 
     def _batch_is_full(self) -> bool:
-        return self._plan_batch()[1]
+        return self._queued_rows >= self._max_batch_size and self._plan_batch()[1]
 
     def _take_batch(self) -> list[_Request]:
         self._drop_cancelled()
@@ -248,6 +278,7 @@ class MicroBatcher:
         batch, _ = self._plan_batch()
         taken = set(map(id, batch))
         self._queue = deque(r for r in self._queue if id(r) not in taken)
+        self._queued_rows -= sum(r.rows for r in batch)
         return batch
 
     async def _execute(self, batch: list[_Request]) -> None:
@@ -256,7 +287,7 @@ class MicroBatcher:
         if len(batch) == 1:
             await self._execute_alone(batch[0])
             return
-        frame = pd.concat([r.frame for r in batch], ignore_index=True)
+        frame = _concat([r.frame for r in batch])
         _started(batch, self._clock.monotonic())
         try:
             output = await self._call(frame)
@@ -295,6 +326,7 @@ class MicroBatcher:
             if not head.future.done() and head.arrived_at_s >= late_before_s:
                 return
             self._queue.popleft()
+            self._queued_rows -= head.rows
             if not head.future.done():
                 head.future.set_exception(WorkSkipped("waited past the lag bound"))
 
@@ -303,6 +335,19 @@ def _started(batch: Sequence[_Request], at_s: float) -> None:
     for request in batch:
         if request.on_start is not None:
             request.on_start(at_s)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """`pandas.concat(frames, ignore_index=True)` for frames of one merge key.
+
+    Frames of one numeric dtype (what a JSON body of numbers parses to) are stacked as
+    arrays: six times cheaper per frame, and it runs on the event loop."""
+    head = frames[0]
+    dtypes = set(head.dtypes)
+    if len(dtypes) == 1 and next(iter(dtypes)).kind in "biuf":
+        values = np.concatenate([f.to_numpy() for f in frames])
+        return pd.DataFrame(values, columns=head.columns, copy=False)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _merge_key(frame: pd.DataFrame) -> Hashable:

@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from contender.clock import Clock
 from contender.errors import ModelFailure, NoChampion, RemoteModelError
 from contender.metrics import ServiceMetrics
@@ -43,7 +45,8 @@ from contender.routing.runner import ModelRunner
 from contender.routing.table import Arm, RoutingTable, TableHolder
 
 RowsOf = Callable[[Any], JsonValue]
-"""Turns a model's raw output into JSON-able predictions, a row-aligned list for tables."""
+"""Turns a model's raw output into JSON-able predictions, row-aligned for tables (a list,
+or an array orjson writes the same way)."""
 
 OVERLOAD = "overload"
 BREAKER_OPEN = "breaker_open"
@@ -161,8 +164,8 @@ class ChampionChallengerRouter:
             )
         else:
             champion_run = self._start(self._serve(Arm.CHAMPION, table.champion, request))
-            challenger_run = self._start(
-                self._challenger_after(champion_run, table.challenger, request, admission)
+            challenger_run = self._challenger_after(
+                champion_run, table.challenger, request, admission
             )
         self._complete_in_background(request, decision, champion_run, challenger_run)
         return await self._answer(decision, champion_run, challenger_run)
@@ -200,22 +203,35 @@ class ChampionChallengerRouter:
     ) -> ModelRun:
         """The champion answers when the challenger could not; else it is shadow work."""
         if (await challenger_run).ok:
-            return await self._shadow_run(Arm.CHAMPION, champion, request)
+            shadow_run: asyncio.Future[ModelRun] = asyncio.get_running_loop().create_future()
+            self._submit_shadow(Arm.CHAMPION, champion, request, shadow_run)
+            return await shadow_run
         return await self._serve(Arm.CHAMPION, champion, request)
 
-    async def _challenger_after(
+    def _challenger_after(
         self,
         champion_run: asyncio.Future[ModelRun],
         challenger: LoadedModel,
         request: ScoringRequest,
         admission: Admission,
-    ) -> ModelRun:
-        await asyncio.wait([champion_run])
-        if admission is Admission.SKIP:
-            return self._skipped(Arm.CHALLENGER, challenger.ref.version, BREAKER_OPEN)
-        # No timeout here: nobody waits for shadow work, and a shadow call is slow mostly
-        # when the OS gave it no CPU, which says nothing of the model.
-        return await self._shadow_run(Arm.CHALLENGER, challenger, request)
+    ) -> asyncio.Future[ModelRun]:
+        """The challenger's shadow run, handed over once the answer is ready.
+
+        Callbacks, not a task: shadow work is on every request in shadow mode, and a
+        task per request (with `asyncio.wait`) cost more than the bookkeeping itself."""
+        challenger_run: asyncio.Future[ModelRun] = asyncio.get_running_loop().create_future()
+
+        def hand_over(_: asyncio.Future[ModelRun]) -> None:
+            if admission is Admission.SKIP:
+                version = challenger.ref.version
+                challenger_run.set_result(self._skipped(Arm.CHALLENGER, version, BREAKER_OPEN))
+            else:
+                # No timeout here: nobody waits for shadow work, and a shadow call is slow
+                # mostly when the OS gave it no CPU, which says nothing of the model.
+                self._submit_shadow(Arm.CHALLENGER, challenger, request, challenger_run)
+
+        champion_run.add_done_callback(hand_over)
+        return challenger_run
 
     async def _serve(self, arm: Arm, model: LoadedModel, request: ScoringRequest) -> ModelRun:
         """Run `model` for the answer; the challenger only as long as its timeout."""
@@ -236,8 +252,44 @@ class ChampionChallengerRouter:
         error = f"TimeoutError: no answer within {timeout_s * 1000:.0f} ms"
         return ModelRun(version, None, (self._clock.monotonic() - started.at_s) * 1000, error)
 
-    async def _shadow_run(self, arm: Arm, model: LoadedModel, request: ScoringRequest) -> ModelRun:
-        return await self._run(arm, self._shadow, model, request, _Started())
+    def _submit_shadow(
+        self,
+        arm: Arm,
+        model: LoadedModel,
+        request: ScoringRequest,
+        into: asyncio.Future[ModelRun],
+    ) -> None:
+        """Hand `model`'s shadow work to the shadow runner; its ModelRun lands in `into`.
+
+        Never raises and always resolves `into`: a record waits for it."""
+        version = model.ref.version
+        started = _Started()
+        handed_at_s = self._clock.monotonic()
+        try:
+            work = self._shadow.submit(
+                model, request.data, request.params, request.schema, started.mark
+            )
+        except Exception as error:
+            into.set_result(self._failed(arm, version, error, handed_at_s))
+            return
+
+        def done(work: asyncio.Future[Any]) -> None:
+            if into.done():
+                return
+            try:
+                error = work.exception()  # not result(): raising would tie a cycle
+            except asyncio.CancelledError as cancelled:
+                error = cancelled
+            since_s = started.at_s or handed_at_s
+            if isinstance(error, WorkSkipped):
+                run = self._skipped(arm, version, OVERLOAD)
+            elif error is not None:
+                run = self._failed(arm, version, error, since_s)
+            else:
+                run = self._scored(arm, version, work.result(), request.n_rows, since_s)
+            into.set_result(run)
+
+        work.add_done_callback(done)
 
     async def _run(
         self,
@@ -254,18 +306,28 @@ class ChampionChallengerRouter:
             raw = await runner.predict(
                 model, request.data, request.params, request.schema, started.mark
             )
-            rows = self._rows_of(raw)
-            if isinstance(rows, list) and len(rows) != request.n_rows:
-                raise ValueError(f"wrong output shape: {len(rows)} rows for {request.n_rows}")
         except WorkSkipped:
             return self._skipped(arm, version, OVERLOAD)
         except Exception as error:
-            self._metrics.model_errors.labels(arm.value).inc()
-            latency_ms = (self._clock.monotonic() - (started.at_s or handed_at_s)) * 1000
-            return ModelRun(version, None, latency_ms, _describe(error))
-        latency_s = self._clock.monotonic() - (started.at_s or handed_at_s)
+            return self._failed(arm, version, error, started.at_s or handed_at_s)
+        return self._scored(arm, version, raw, request.n_rows, started.at_s or handed_at_s)
+
+    def _scored(self, arm: Arm, version: str, raw: Any, n_rows: int, since_s: float) -> ModelRun:
+        """The run of an output: its rows, or an error when they are not the request's."""
+        try:
+            rows = self._rows_of(raw)
+            if isinstance(rows, list | np.ndarray) and len(rows) != n_rows:
+                raise ValueError(f"wrong output shape: {len(rows)} rows for {n_rows}")
+        except Exception as error:
+            return self._failed(arm, version, error, since_s)
+        latency_s = self._clock.monotonic() - since_s
         self._metrics.model_latency.labels(arm.value, version).observe(latency_s)
         return ModelRun(version, rows, latency_s * 1000, None)
+
+    def _failed(self, arm: Arm, version: str, error: BaseException, since_s: float) -> ModelRun:
+        self._metrics.model_errors.labels(arm.value).inc()
+        latency_ms = (self._clock.monotonic() - since_s) * 1000
+        return ModelRun(version, None, latency_ms, _describe(error))
 
     def _skipped(self, arm: Arm, version: str, reason: str) -> ModelRun:
         self._metrics.shadow_skipped.labels(arm.value, reason).inc()
@@ -332,7 +394,7 @@ class ChampionChallengerRouter:
             await runner.aclose()
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: BaseException) -> str:
     if isinstance(error, RemoteModelError):
         return str(error)
     return f"{type(error).__name__}: {error}"
