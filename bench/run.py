@@ -47,15 +47,15 @@ from typing import Any
 from rich.console import Console
 
 # `python bench/run.py` puts bench/ on sys.path; the harness package lives there.
-from harness import install
+from harness import install, rounds
 from harness.answers import check_answers
 from harness.coverage import Coverage, now_utc, settle
 from harness.heavy import register_heavy
-from harness.load import DEFAULT_CASES, Case, run_wrk
+from harness.load import DEFAULT_CASES, Case, WrkResult, run_wrk
 from harness.models import Registered, start_tracking_server, train_and_register
 from harness.output import print_tables, write_chart, write_json
 from harness.procs import Server, ServerFailed
-from harness.results import Measurement, failed, from_json, isolation, ratios
+from harness.results import ISOLATION, Measurement, failed, from_json, isolation, ratios
 from harness.servers import (
     ISOLATION_NAMES,
     TARGET_NAMES,
@@ -199,7 +199,10 @@ def _measure_all(
     args: argparse.Namespace, ctx: Context, wrk: str, py_spy: str | None
 ) -> list[Measurement]:
     measurements: list[Measurement] = []
-    for server_name, targets in servers_for(args.targets):
+    # Profiled runs are for reading flamegraphs, not ratios: one server at a time.
+    pairs = [] if py_spy else _isolation_pairs(args.targets)
+    paired = {t.name for pair in pairs for t in pair}
+    for server_name, targets in servers_for([t for t in args.targets if t.name not in paired]):
         console.rule(f"{server_name}")
         try:
             server, base_url = start(server_name, ctx)
@@ -219,7 +222,141 @@ def _measure_all(
                     after = case.name
         finally:
             server.stop()
+    for only, shadow in pairs:
+        measurements += _measure_pair(args, ctx, wrk, only, shadow)
     return measurements
+
+
+def _isolation_pairs(targets: Sequence[Target]) -> list[tuple[Target, Target]]:
+    """(only, shadow) for each costly challenger whose two targets are both asked for."""
+    by_name = {t.name: t for t in targets}
+    return [
+        (by_name[only], by_name[shadow])
+        for only, shadow in ISOLATION.values()
+        if only in by_name and shadow in by_name
+    ]
+
+
+def _measure_pair(
+    args: argparse.Namespace, ctx: Context, wrk: str, only: Target, shadow: Target
+) -> list[Measurement]:
+    """Both servers up at once; the shared cases in paired rounds, then the shadow
+    server's own cases (the recovery phase) alone, right after its last shared case."""
+    console.rule(f"{only.server} and {shadow.server}, in alternating rounds")
+    shared = [c for c in _cases(args, only) if c in _cases(args, shadow)]
+    own = [c for c in _cases(args, shadow) if c not in shared]
+    started: dict[str, tuple[Server, str]] = {}
+    try:
+        for target in (only, shadow):
+            try:
+                started[target.name] = start(target.server, ctx)
+            except Exception as exc:
+                if isinstance(exc, ServerFailed):
+                    console.print(exc.log_tail, markup=False, highlight=False)
+                console.print(f"[red]{target.server} did not start:[/red] {exc}")
+                reason = f"did not start: {exc}"[:200]
+                return [failed(t.name, c, reason) for t in (only, shadow) for c in _cases(args, t)]
+        measurements: list[Measurement] = []
+        after: str | None = None
+        for case in shared:
+            measurements += _measure_rounds(args, ctx, started, (only, shadow), case, wrk, after)
+            after = case.name
+        server, base_url = started[shadow.name]
+        for case in own:
+            measurements.append(
+                _measure(args, ctx, server, base_url, shadow, case, wrk, None, after)
+            )
+            after = case.name
+        return measurements
+    finally:
+        for server, _ in started.values():
+            server.stop()
+
+
+def _measure_rounds(
+    args: argparse.Namespace,
+    ctx: Context,
+    started: dict[str, tuple[Server, str]],
+    pair: tuple[Target, Target],
+    case: Case,
+    wrk: str,
+    after: str | None,
+) -> list[Measurement]:
+    """`rounds.ROUNDS` alternating runs of `args.duration / 2` s on each server."""
+    round_s = args.duration / 2
+    bodies = {t.name: _body_file(ctx, t, case) for t in pair}
+    urls = {t.name: started[t.name][1] + t.path for t in pair}
+    by_name = {t.name: t for t in pair}
+    results: dict[str, list[WrkResult]] = {t.name: [] for t in pair}
+    cpu_s = dict.fromkeys(results, 0.0)
+    checks = {}
+    try:
+        for target in pair:
+            if args.warmup > 0:
+                run_wrk(
+                    wrk, urls[target.name], bodies[target.name],
+                    connections=case.connections, duration_s=args.warmup,
+                )  # fmt: skip
+            checks[target.name] = check_answers(started[target.name][1], target, ctx.registered)
+            for message in checks[target.name].messages:
+                console.print(f"[red]answer mismatch[/red] {message}")
+        load_average = os.getloadavg()[0]
+        window_start = now_utc()
+        for index in range(rounds.ROUNDS):
+            for name in rounds.order(index, pair[0].name, pair[1].name):
+                server = started[name][0]
+                before = server.sample()
+                result = run_wrk(
+                    wrk, urls[name], bodies[name], connections=case.connections, duration_s=round_s
+                )
+                cpu_s[name] += server.sample().cpu_s - before.cpu_s
+                results[name].append(result)
+        window_end = now_utc()
+    except Exception as exc:
+        console.print(f"[red]{case.name} rounds failed:[/red] {exc}")
+        return [failed(t.name, case, str(exc).splitlines()[0][:200]) for t in pair]
+    measurements = []
+    for name, runs in results.items():
+        target = by_name[name]
+        coverage = None
+        if target.shadow:
+            db = log_store_path(ctx, target.server)
+            expected = sum(r.requests for r in runs)
+            coverage = settle(db, window_start, window_end, expected=expected)
+        median = rounds.median_result(runs)
+        sample = started[name][0].sample()
+        console.print(
+            f"{name:20} {case.name:10} {median.requests_per_s:8.0f} req/s  "
+            f"p50 {median.p50_ms:7.2f} ms  p99 {median.p99_ms:7.2f} ms (medians of "
+            f"{len(runs)} rounds: {', '.join(f'{r.requests_per_s:.0f}' for r in runs)} req/s)"
+            f"  errors {median.errors}{_coverage_note(coverage)}",
+            highlight=False,
+        )
+        measurements.append(
+            Measurement(
+                target=name,
+                case=case,
+                wrk=median,
+                cpu_ms_per_request=cpu_s[name] * 1000 / median.requests
+                if median.requests
+                else None,
+                rss_mb=sample.rss_bytes / 2**20,
+                server_processes=sample.processes,
+                answer_checks=checks[name].requests,
+                answer_mismatches=checks[name].mismatches,
+                load_average_1m=load_average,
+                coverage=coverage,
+                after=after,
+                rounds=tuple(runs),
+            )
+        )
+    return measurements
+
+
+def _body_file(ctx: Context, target: Target, case: Case) -> Path:
+    body_file = ctx.workdir / f"body-{target.protocol}-{case.rows}.json"
+    body_file.write_bytes(request_body(target.protocol, ctx.registered.sample.head(case.rows)))
+    return body_file
 
 
 def _cases(args: argparse.Namespace, target: Target) -> Sequence[Case]:
@@ -240,8 +377,7 @@ def _measure(
     py_spy: str | None,
     after: str | None,
 ) -> Measurement:
-    body_file = ctx.workdir / f"body-{target.protocol}-{case.rows}.json"
-    body_file.write_bytes(request_body(target.protocol, ctx.registered.sample.head(case.rows)))
+    body_file = _body_file(ctx, target, case)
     url = base_url + target.path
     try:
         if args.warmup > 0:

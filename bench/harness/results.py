@@ -4,11 +4,13 @@ registered model served with testing off."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.coverage import Coverage, coverage_from_json
 from harness.load import Case, WrkResult
+from harness.rounds import paired_ratios
 
 PEERS = ("mlserver", "mlserver-v2", "mlflow")
 # Each contender variant, and what it is compared with besides the peers.
@@ -42,6 +44,8 @@ class Measurement:
     coverage: Coverage | None = None
     # The case measured just before this one on the same server process, if any.
     after: str | None = None
+    # Measured in paired rounds (`rounds.py`): each round's figures; `wrk` holds medians.
+    rounds: tuple[WrkResult, ...] = ()
 
     @property
     def errors(self) -> int:
@@ -57,12 +61,13 @@ class Measurement:
 
 def from_json(data: dict[str, Any]) -> Measurement:
     """The inverse of `Measurement.to_json`, for re-rendering a saved run."""
-    skip = ("case", "wrk", "errors", "coverage")
+    skip = ("case", "wrk", "errors", "coverage", "rounds")
     fields = {k: v for k, v in data.items() if k not in skip}
     case = Case(rows=data["case"]["rows"], connections=data["case"]["connections"])
     wrk = WrkResult(**data["wrk"]) if data["wrk"] else None
     coverage = coverage_from_json(data.get("coverage"))
-    return Measurement(case=case, wrk=wrk, coverage=coverage, **fields)
+    rounds = tuple(WrkResult(**r) for r in data.get("rounds") or ())
+    return Measurement(case=case, wrk=wrk, coverage=coverage, rounds=rounds, **fields)
 
 
 def failed(target: str, case: Case, reason: str) -> Measurement:
@@ -116,8 +121,19 @@ def isolation(measurements: list[Measurement]) -> dict[str, list[dict[str, Any]]
 
 
 def _isolation_row(kind: str, case: str, only: Measurement, shadow: Measurement) -> dict[str, Any]:
-    throughput = _ratio(_wrk(shadow, "requests_per_s"), _wrk(only, "requests_per_s"))
-    p99 = _ratio(_wrk(shadow, "p99_ms"), _wrk(only, "p99_ms"))
+    """Paired rounds give the median round's ratio; single runs the ratio of the two."""
+    throughput_rounds = paired_ratios(shadow.rounds, only.rounds, "requests_per_s")
+    p99_rounds = paired_ratios(shadow.rounds, only.rounds, "p99_ms")
+    throughput = (
+        statistics.median(throughput_rounds)
+        if throughput_rounds
+        else _ratio(_wrk(shadow, "requests_per_s"), _wrk(only, "requests_per_s"))
+    )
+    p99 = (
+        statistics.median(p99_rounds)
+        if p99_rounds
+        else _ratio(_wrk(shadow, "p99_ms"), _wrk(only, "p99_ms"))
+    )
     return {
         "challenger": kind,
         "case": case,
@@ -128,6 +144,7 @@ def _isolation_row(kind: str, case: str, only: Measurement, shadow: Measurement)
         and throughput >= GOALS["requests_per_s_ratio_min"],
         "p99_ratio": p99,
         "p99_ok": p99 is not None and p99 <= GOALS["p99_ratio_max"],
+        "rounds": {"requests_per_s_ratio": throughput_rounds, "p99_ratio": p99_rounds},
         "shadow_both_scored_share": shadow.coverage.share if shadow.coverage else None,
         # Skipped because the breaker was open: the challenger's cost was not paid, so
         # the ratios say nothing about isolation for those requests.
