@@ -200,7 +200,10 @@ def _prediction_thread() -> None:
     # where a nice-19 one keeps its core to the end of its slice. (An earlier trial of
     # SCHED_IDLE starved at one connection only because OpenMP then ran the model on
     # both cores; with one native thread, 100 % of requests are scored at one connection.)
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    if hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:  # not Linux: the lowest nice level is the nearest thing there is
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
 
 
 class PreloadingLoader:
