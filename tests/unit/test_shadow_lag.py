@@ -11,6 +11,7 @@ import gc
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -44,15 +45,23 @@ def lagging(model: RecordingModel, executor: ThreadPoolExecutor, clock: FakeCloc
     )  # fmt: skip
 
 
+async def busy(
+    model: RecordingModel, executor: ThreadPoolExecutor, value: float
+) -> tuple[FakeClock, MicroBatcher, asyncio.Task[Any]]:
+    """A lagging batcher whose model is held busy scoring `value`: the rest must queue."""
+    clock = FakeClock()
+    batcher = lagging(model, executor, clock)
+    model.gate.clear()
+    running = asyncio.create_task(batcher.predict(frame_of(value)))
+    await model.entered.wait()
+    return clock, batcher, running
+
+
 @pytest.mark.anyio
 async def test_work_queued_past_the_lag_bound_is_skipped_and_never_run(
     model: RecordingModel, executor: ThreadPoolExecutor
 ) -> None:
-    clock = FakeClock()
-    batcher = lagging(model, executor, clock)
-    model.gate.clear()
-    first = asyncio.create_task(batcher.predict(frame_of(1.0)))
-    await model.entered.wait()  # the model is busy with `first`
+    clock, batcher, first = await busy(model, executor, 1.0)
     early = asyncio.create_task(batcher.predict(frame_of(2.0)))
     await settle()
     clock.monotonic_s = 0.6
@@ -72,11 +81,7 @@ async def test_work_queued_past_the_lag_bound_is_skipped_and_never_run(
 async def test_a_new_request_clears_late_work_so_the_queue_stays_bounded(
     model: RecordingModel, executor: ThreadPoolExecutor
 ) -> None:
-    clock = FakeClock()
-    batcher = lagging(model, executor, clock)
-    model.gate.clear()
-    busy = asyncio.create_task(batcher.predict(frame_of(0.0)))
-    await model.entered.wait()
+    clock, batcher, running = await busy(model, executor, 0.0)
     waiting = [asyncio.create_task(batcher.predict(frame_of(float(i)))) for i in range(100)]
     await settle()
     clock.monotonic_s = 5.0
@@ -86,7 +91,7 @@ async def test_a_new_request_clears_late_work_so_the_queue_stays_bounded(
     assert all(task.done() for task in waiting)
     assert all(isinstance(task.exception(), WorkSkipped) for task in waiting)
     model.gate.set()
-    await busy
+    await running
     assert list(await fresh) == [14.0]
     await batcher.aclose()
 
@@ -117,11 +122,7 @@ async def test_skipped_work_is_freed_at_once_not_by_the_garbage_collector(
     model: RecordingModel, executor: ThreadPoolExecutor
 ) -> None:
     """A reference cycle per skip kept a second of queued requests for a full collection."""
-    clock = FakeClock()
-    batcher = lagging(model, executor, clock)
-    model.gate.clear()
-    busy = asyncio.create_task(batcher.predict(frame_of(0.0)))
-    await model.entered.wait()
+    clock, batcher, running = await busy(model, executor, 0.0)
     frame = frame_of(1.0)
     alive = weakref.ref(frame)
     gc.disable()
@@ -136,6 +137,6 @@ async def test_skipped_work_is_freed_at_once_not_by_the_garbage_collector(
     finally:
         gc.enable()
     model.gate.set()
-    await busy
+    await running
     await fresh
     await batcher.aclose()
