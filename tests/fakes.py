@@ -76,12 +76,26 @@ class FakeRegistryClient:
         self.challenger = challenger
         self.down: Exception | None = None
         self.calls = 0
+        self.tag: str | None = None
+        """The model's `contender.routing` tag."""
+        self.refuse_writes: Exception | None = None
 
     def resolve(self, name: str, selector: Selector) -> SlotRefs:
         self.calls += 1
         if self.down is not None:
             raise self.down
-        return SlotRefs(self.champion, self.challenger)
+        return SlotRefs(self.champion, self.challenger, self.tag)
+
+    def routing_tag(self, name: str) -> str | None:
+        if self.down is not None:
+            raise self.down
+        return self.tag
+
+    def write_routing_tag(self, name: str, value: str) -> None:
+        refusal = self.down or self.refuse_writes
+        if refusal is not None:
+            raise refusal
+        self.tag = value
 
 
 class FakeLoader:

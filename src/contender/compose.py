@@ -25,7 +25,7 @@ from contender.routing.breaker import CircuitBreaker, reported
 from contender.routing.policy import RoutingPolicy
 from contender.routing.router import ChampionChallengerRouter, RouterConfig
 from contender.routing.runner import BatchingConfig, InProcess, ModelBackend, ModelRunner
-from contender.routing.table import RoutingTable, TableHolder
+from contender.routing.table import Routing, RoutingTable, TableHolder
 from contender.settings import Settings
 
 # Model threads: enough to overlap I/O-light sklearn predicts without thrashing 2 cores.
@@ -112,7 +112,7 @@ def build_services(
     loader a test passes (whose models may live only in this process), in threads here.
     """
     clock = clock or SystemClock()
-    metrics = ServiceMetrics(CollectorRegistry())
+    metrics = ServiceMetrics(CollectorRegistry(), multiprocess_dir=settings.metrics_dir)
     holder = TableHolder(RoutingTable(None, None, settings.challenger_weight, settings.testing))
     store = store or SqlPredictionStore(settings.log_store)
     writer = LogWriter(store, metrics)
@@ -160,6 +160,7 @@ def build_services(
         selector=settings.selector,
         clock=clock,
         metrics=metrics,
+        flags_routing=Routing(settings.challenger_weight, settings.testing),
     )
     return Services(
         settings=settings,

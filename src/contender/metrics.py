@@ -1,8 +1,21 @@
-"""Prometheus metrics of one service, on a registry the composition root owns."""
+"""Prometheus metrics of one service, on a registry the composition root owns.
+
+With `--workers N`, prometheus-client's multiprocess mode makes one scrape describe the
+whole service: `contender serve` points `PROMETHEUS_MULTIPROC_DIR` at a directory it
+makes (and removes on exit), every worker keeps its values in memory-mapped files there,
+and `/metrics` in any worker sums them all. A worker that dies leaves its counter files
+behind, so a total never goes down when uvicorn replaces it; its gauges ("live" modes)
+are forgotten at the next scrape.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import contextlib
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 _LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -10,8 +23,11 @@ _LATENCY_BUCKETS_S = (
 
 
 class ServiceMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, multiprocess_dir: str | None = None) -> None:
+        """`multiprocess_dir`: prometheus-client's `PROMETHEUS_MULTIPROC_DIR`, when this
+        process is one of several (`--workers N`) whose metrics it exposes together."""
         self.registry = registry
+        self._multiprocess_dir = multiprocess_dir
         self.requests = Counter(
             "contender_requests",
             "Requests answered, by the arm that served them and its version.",
@@ -47,6 +63,7 @@ class ServiceMetrics:
             "contender_breaker_open",
             "1 while the challenger's circuit breaker is open, else 0.",
             registry=registry,
+            multiprocess_mode="livemax",  # open in any worker
         )
         self.breaker_transitions = Counter(
             "contender_breaker_transitions",
@@ -64,6 +81,7 @@ class ServiceMetrics:
             "contender_log_queue_depth",
             "Prediction records waiting to be written to the store.",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.log_write_failures = Counter(
             "contender_log_write_failures",
@@ -75,3 +93,31 @@ class ServiceMetrics:
             "Prediction records written to the store.",
             registry=registry,
         )
+
+    def exposition(self) -> bytes:
+        """The text `/metrics` answers: this process's metrics, or every worker's."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        forget_dead_workers(self._multiprocess_dir)
+        service = CollectorRegistry()
+        MultiProcessCollector(service, path=self._multiprocess_dir)
+        return generate_latest(service)
+
+
+def forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of workers that are gone (uvicorn gives no hook for it)."""
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        if not _alive(pid):
+            with contextlib.suppress(FileNotFoundError):  # another worker got there first
+                mark_process_dead(pid, directory)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

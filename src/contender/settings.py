@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     """Bearer token for the `/admin` endpoints; unset: they answer 403."""
 
+    metrics_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
+    """prometheus-client's multiprocess directory (its own variable, not a flag):
+    `contender serve --workers N` makes one so a scrape of any worker sums them all."""
+
     @field_validator("redact", mode="before")
     @classmethod
     def _split_columns(cls, value: object) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -10,7 +11,9 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
+from contender.registry.routing_tag import ROUTING_TAG
 from tests.integration import models
 from tests.support import BIN, Process, free_port, wait_http_ok
 
@@ -150,3 +153,12 @@ def log_path_of(service: Service) -> Path:
 @pytest.fixture(scope="session")
 def mlflow_url(mlflow_server: MlflowServer) -> str:
     return mlflow_server.url
+
+
+@pytest.fixture
+def forget_routing_tags(mlflow_server: MlflowServer, registered: Registered) -> Iterator[None]:
+    """A test that writes the routing tag removes it: the models are shared by the session."""
+    yield
+    for name in registered.versions:
+        with contextlib.suppress(MlflowException):
+            mlflow_server.client.delete_registered_model_tag(name, ROUTING_TAG)

@@ -411,6 +411,7 @@ def test_an_unreachable_registry_never_stops_serving(
 # ---- the admin endpoints -------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("forget_routing_tags")
 def test_admin_endpoints_need_the_token_and_act_at_once(
     start_service: ServiceFactory, registered: Registered, mlflow_url: str
 ) -> None:
@@ -444,11 +445,12 @@ def test_admin_endpoints_need_the_token_and_act_at_once(
         f"{guarded.url}/admin/routing", json={"challenger_weight": 1.0}, headers=right
     )
     assert change.status_code == 200
-    assert change.json() == {"challenger_weight": 1.0, "testing": True}
+    assert change.json() == {"challenger_weight": 1.0, "testing": True, "revision": 1}
     assert served() == {("challenger", challenger)}
     assert status(guarded)["challenger_weight"] == 1.0
+    assert status(guarded)["routing_revision"] == 1
     change = httpx.put(f"{guarded.url}/admin/routing", json={"testing": False}, headers=right)
-    assert change.json() == {"challenger_weight": 1.0, "testing": False}
+    assert change.json() == {"challenger_weight": 1.0, "testing": False, "revision": 2}
     assert served() == {("champion", champion)}
 
     reload = httpx.post(f"{guarded.url}/admin/reload", headers=right)

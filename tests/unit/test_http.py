@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
@@ -70,11 +71,26 @@ def test_admin_needs_the_configured_token(app: App) -> None:
     assert app.client.put("/admin/routing", json=routing, headers=wrong).status_code == 401
     right = {"Authorization": "Bearer s3cret"}
     answer = app.client.put("/admin/routing", json=routing, headers=right)
-    assert answer.json() == {"challenger_weight": 1.0, "testing": True}
+    assert answer.json() == {"challenger_weight": 1.0, "testing": True, "revision": 1}
+    assert app.registry.tag is not None
+    assert orjson.loads(app.registry.tag)["revision"] == 1
     assert app.client.post("/invocations", json=BODY).json()["served_by"] == "challenger"
+    assert app.client.get("/status").json()["routing_revision"] == 1
     bad = app.client.put("/admin/routing", json={"challenger_weight": 2}, headers=right)
     assert bad.status_code == 400
     assert app.client.post("/admin/reload", headers=right).json()["changed"] is False
+
+
+def test_a_routing_change_the_registry_refuses_is_503_and_changes_nothing(app: App) -> None:
+    app.registry.refuse_writes = PermissionError("PERMISSION_DENIED")
+    right = {"Authorization": "Bearer s3cret"}
+    answer = app.client.put("/admin/routing", json={"challenger_weight": 1.0}, headers=right)
+    assert answer.status_code == 503
+    assert answer.json()["error_code"] == "REGISTRY_UNAVAILABLE"
+    status = app.client.get("/status").json()
+    assert (status["challenger_weight"], status["routing_revision"]) == (0.0, None)
+    assert app.registry.tag is None
+    assert app.client.post("/invocations", json=BODY).json()["served_by"] == "champion"
 
 
 def test_admin_is_forbidden_without_a_configured_token() -> None:

@@ -19,7 +19,7 @@ from contender.routing.breaker import BreakerState, CircuitBreaker
 from contender.routing.policy import RoutingPolicy, arm_for, sticky_draw
 from contender.routing.router import Answer, ChampionChallengerRouter, RouterConfig, ScoringRequest
 from contender.routing.runner import BatchingConfig, ModelRunner
-from contender.routing.table import Arm, RoutingTable, TableHolder
+from contender.routing.table import Arm, Routing, RoutingTable, TableHolder
 from tests.fakes import FakeClock, FakeModel, loaded
 
 ROWS = pd.DataFrame({"a": [0.1, 0.2], "b": [0.3, 0.1]})
@@ -189,3 +189,8 @@ def test_records_carry_the_weight_their_draw_used() -> None:
     harness.score(3)
     assert [r.challenger_weight for r in harness.records] == [0.25] * 3
     assert all(r.routing_revision is None for r in harness.records)
+    from_the_registry = Harness(loaded("m", "1"), loaded("m", "2"))
+    from_the_registry.holder.update(lambda table: table.with_routing(Routing(0.5, True, 9)))
+    from_the_registry.score(2)
+    routings = [(r.challenger_weight, r.routing_revision) for r in from_the_registry.records]
+    assert routings == [(0.5, 9), (0.5, 9)]

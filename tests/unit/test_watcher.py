@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from contender.metrics import ServiceMetrics
 from contender.registry.client import SlotRefs
 from contender.registry.watcher import RegistryWatcher
-from contender.routing.table import RoutingTable, TableHolder
+from contender.routing.table import Routing, RoutingTable, TableHolder
 from contender.settings import Selector
 from tests.fakes import FakeClock, FakeLoader, FakeModel, FakeRegistryClient, model_ref
 
@@ -38,6 +39,7 @@ class Setup:
             selector=Selector.STAGES,
             clock=self.clock,
             metrics=self.metrics,
+            flags_routing=Routing(0.1, True),
         )
 
     @property
@@ -199,11 +201,74 @@ def test_an_unreachable_registry_changes_nothing_and_clears_when_back(setup: Set
     assert setup.versions() == ("1", "3")
 
 
-def test_a_routing_change_survives_a_reload(setup: Setup) -> None:
-    setup.holder.update(lambda table: table.with_routing(1.0, False))
+def test_the_registry_routing_survives_a_reload(setup: Setup) -> None:
+    setup.registry.tag = '{"challenger_weight": 1.0, "testing": false, "revision": 4}'
+    setup.watcher.poll_once()
     setup.registry.challenger = V3
     setup.watcher.poll_once()
-    assert (setup.table.challenger_weight, setup.table.testing) == (1.0, False)
+    assert setup.table.routing == Routing(1.0, False, 4)
+    assert setup.versions() == ("1", "3")
+
+
+def test_the_flags_route_until_a_tag_appears_and_after_it_goes(setup: Setup) -> None:
+    setup.watcher.poll_once()
+    assert setup.table.routing == Routing(0.1, True, None)
+    setup.registry.tag = '{"challenger_weight": 0.0, "testing": true, "revision": 1}'
+    assert setup.watcher.poll_once() is True
+    assert setup.table.routing == Routing(0.0, True, 1)
+    assert setup.watcher.poll_once() is False
+    setup.registry.tag = None
+    setup.watcher.poll_once()
+    assert setup.table.routing == Routing(0.1, True, None)
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "not json",
+        '{"challenger_weight": 2, "testing": true, "revision": 1}',
+        '{"challenger_weight": 0.5, "testing": "yes", "revision": 1}',
+        '{"challenger_weight": 0.5, "testing": true}',
+        '{"challenger_weight": 0.5, "testing": true, "revision": -1}',
+    ],
+)
+def test_an_invalid_tag_changes_nothing_and_says_why(setup: Setup, tag: str) -> None:
+    setup.registry.tag = '{"challenger_weight": 0.3, "testing": true, "revision": 2}'
+    setup.watcher.poll_once()
+    setup.registry.tag = tag
+    setup.watcher.poll_once()
+    assert setup.table.routing == Routing(0.3, True, 2)
+    assert setup.watcher.routing_error is not None
+    assert (
+        "contender.routing" in setup.watcher.routing_error
+        or "must be" in setup.watcher.routing_error
+    )
+    assert setup.versions() == ("1", "2")  # models still follow the registry
+
+
+def test_a_routing_change_writes_the_next_revision_and_applies_at_once(setup: Setup) -> None:
+    setup.watcher.poll_once()
+    first = asyncio.run(setup.watcher.change_routing(0.0, None))
+    assert first == Routing(0.0, True, 1)
+    assert setup.table.routing == first
+    second = asyncio.run(setup.watcher.change_routing(None, False))
+    assert second == Routing(0.0, False, 2)
+    assert setup.registry.tag is not None
+    assert orjson.loads(setup.registry.tag) == {
+        "challenger_weight": 0.0,
+        "testing": False,
+        "revision": 2,
+    }
+
+
+def test_a_refused_routing_write_changes_nothing(setup: Setup) -> None:
+    setup.registry.tag = '{"challenger_weight": 0.3, "testing": true, "revision": 7}'
+    setup.watcher.poll_once()
+    setup.registry.refuse_writes = PermissionError("PERMISSION_DENIED")
+    with pytest.raises(PermissionError):
+        asyncio.run(setup.watcher.change_routing(1.0, False))
+    assert setup.table.routing == Routing(0.3, True, 7)
+    assert orjson.loads(setup.registry.tag)["revision"] == 7
 
 
 class GatedModel(FakeModel):

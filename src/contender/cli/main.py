@@ -8,6 +8,7 @@ from contender.cli.demo import demo
 from contender.cli.log import log_app
 from contender.cli.promote import promote, rollback
 from contender.cli.report import report
+from contender.cli.route import route
 from contender.cli.serve import serve
 
 app = typer.Typer(
@@ -20,5 +21,6 @@ app.command("serve")(serve)
 app.command("report")(report)
 app.command("promote")(promote)
 app.command("rollback")(rollback)
+app.command("route")(route)
 app.command("demo")(demo)
 app.add_typer(log_app, name="log")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -94,13 +99,41 @@ def serve(
         uvicorn.run(create_app(services), **server_options)
         return
     # Worker processes rebuild the settings from the environment.
-    for name, value in settings.model_dump(exclude_none=True).items():
+    for name, value in settings.model_dump(exclude_none=True, exclude={"metrics_dir"}).items():
         os.environ[f"CONTENDER_{name.upper()}"] = (
             ",".join(value) if isinstance(value, tuple) else str(value)
         )
-    uvicorn.run(
-        "contender.http.factory:app_from_environment",
-        factory=True,
-        workers=settings.workers,
-        **server_options,
-    )
+    with metrics_directory(settings.metrics_dir) as directory:
+        # Read by prometheus-client as each worker imports it: set before they start.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        uvicorn.run(
+            "contender.http.factory:app_from_environment",
+            factory=True,
+            workers=settings.workers,
+            **server_options,
+        )
+
+
+@contextlib.contextmanager
+def metrics_directory(given: str | None) -> Iterator[Path]:
+    """The workers' shared metrics directory, empty at start (values of an earlier run
+    would be summed in) and cleaned up at exit; made and removed here unless given."""
+    if given is None:
+        made = Path(tempfile.mkdtemp(prefix="contender-metrics-"))
+        try:
+            yield made
+        finally:
+            shutil.rmtree(made, ignore_errors=True)
+        return
+    directory = Path(given)
+    directory.mkdir(parents=True, exist_ok=True)
+    _clear(directory)
+    try:
+        yield directory
+    finally:
+        _clear(directory)
+
+
+def _clear(directory: Path) -> None:
+    for path in directory.glob("*.db"):
+        path.unlink(missing_ok=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from functools import wraps
 
 import orjson
@@ -16,6 +18,9 @@ from contender.errors import BadRequest
 from contender.http.body import read_body
 from contender.http.problems import problem
 from contender.jsonio import dumps
+from contender.registry.routing_tag import InvalidRouting, check_testing, check_weight
+
+_log = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -58,20 +63,24 @@ async def reload(request: Request) -> Response:
 
 @requires_token
 async def routing(request: Request) -> Response:
+    """Write the routing tag (revision + 1) and apply it here; 503 when the registry
+    refuses, and then nothing changed anywhere."""
     services: Services = request.app.state.services
     try:
         document = orjson.loads(await read_body(request, 64 * 1024))
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from error
     weight, testing = _routing_change(document)
-    table = services.holder.update(
-        lambda latest: latest.with_routing(
-            latest.challenger_weight if weight is None else weight,
-            latest.testing if testing is None else testing,
+    try:
+        routing = await services.watcher.change_routing(weight, testing)
+    except Exception as error:
+        _log.warning("routing change refused by the registry: %s: %s", type(error).__name__, error)
+        return problem(
+            503,
+            "REGISTRY_UNAVAILABLE",
+            f"the registry refused the routing change, nothing changed: {type(error).__name__}",
         )
-    )
-    answer = {"challenger_weight": table.challenger_weight, "testing": table.testing}
-    return Response(dumps(answer), media_type=protocol.JSON_TYPE)
+    return Response(dumps(asdict(routing)), media_type=protocol.JSON_TYPE)
 
 
 def _routing_change(document: object) -> tuple[float | None, bool | None]:
@@ -82,10 +91,10 @@ def _routing_change(document: object) -> tuple[float | None, bool | None]:
         raise BadRequest(f"unknown routing fields: {sorted(unknown)}")
     weight = document.get("challenger_weight")
     testing = document.get("testing")
-    if weight is not None and (
-        isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1
-    ):
-        raise BadRequest("challenger_weight must be a number between 0 and 1")
-    if testing is not None and not isinstance(testing, bool):
-        raise BadRequest("testing must be true or false")
-    return (float(weight) if weight is not None else None), testing
+    try:
+        return (
+            None if weight is None else check_weight(weight),
+            None if testing is None else check_testing(testing),
+        )
+    except InvalidRouting as error:
+        raise BadRequest(str(error)) from error

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from importlib.metadata import version
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -49,6 +49,8 @@ async def status(request: Request) -> Response:
             "selector": services.settings.selector.value,
             "testing": table.testing,
             "challenger_weight": table.challenger_weight,
+            "routing_revision": table.routing_revision,
+            "routing_error": watcher.routing_error,
             "champion": _describe(table.champion),
             "challenger": _describe(table.challenger),
             "last_poll_at": watcher.last_poll_at,
@@ -63,4 +65,4 @@ async def status(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     services: Services = request.app.state.services
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -45,7 +45,6 @@ class LogWriter:
         # None is the stop mark that close() queues behind the last record.
         self._queue: queue.SimpleQueue[PredictionRecord | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="contender-log-writer", daemon=True)
-        metrics.log_queue_depth.set_function(self._queue.qsize)
 
     def start(self) -> None:
         self._thread.start()
@@ -91,8 +90,12 @@ class LogWriter:
                 self._metrics.log_write_failures.inc()
                 delay_s = self._retry_delays_s[min(attempt, len(self._retry_delays_s) - 1)]
                 _log.exception("store refused %d records; retry in %.2fs", len(batch), delay_s)
+                self._metrics.log_queue_depth.set(self._queue.qsize() + len(batch))
                 attempt += 1
                 self._wait(delay_s)
                 continue
             self._metrics.log_records_written.inc(len(batch))
+            # Set per batch, not per request nor at scrape time: with `--workers N` each
+            # worker's value lives in a shared file that any worker's scrape reads.
+            self._metrics.log_queue_depth.set(self._queue.qsize())
             return

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from contender.models import ModelRef
+from contender.registry.routing_tag import ROUTING_TAG
 from contender.settings import Selector
 
 __all__ = ["MlflowRegistryClient", "ModelRef", "RegistryClient", "SlotRefs"]
@@ -52,11 +53,21 @@ class SlotRefs:
 
     champion: ModelRef | None
     challenger: ModelRef | None
+    routing_tag: str | None = None
+    """The registered model's `contender.routing` tag, as stored; None when absent."""
 
 
 class RegistryClient(Protocol):
     def resolve(self, name: str, selector: Selector) -> SlotRefs:
-        """Read both slots; raises when the registry cannot be reached."""
+        """Read both slots and the routing tag; raises when the registry cannot be reached."""
+        ...
+
+    def routing_tag(self, name: str) -> str | None:
+        """The routing tag alone; None when it or the model does not exist."""
+        ...
+
+    def write_routing_tag(self, name: str, value: str) -> None:
+        """Set the routing tag; raises when the registry refuses or cannot be reached."""
         ...
 
 
@@ -78,9 +89,26 @@ class MlflowRegistryClient:
         self._client = MlflowClient(tracking_uri=tracking_uri)
 
     def resolve(self, name: str, selector: Selector) -> SlotRefs:
+        routing_tag = self.routing_tag(name)
         if selector is Selector.ALIASES:
-            return SlotRefs(self._by_alias(name, "champion"), self._by_alias(name, "challenger"))
-        return SlotRefs(self._by_stage(name, "champion"), self._by_stage(name, "challenger"))
+            slots = (self._by_alias(name, "champion"), self._by_alias(name, "challenger"))
+        else:
+            slots = (self._by_stage(name, "champion"), self._by_stage(name, "challenger"))
+        return SlotRefs(*slots, routing_tag=routing_tag)
+
+    def routing_tag(self, name: str, *, missing_ok: bool = True) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags: dict[str, str] = self._client.get_registered_model(name).tags or {}
+        except MlflowException as error:
+            if missing_ok and is_missing(error):
+                return None
+            raise
+        return tags.get(ROUTING_TAG)
+
+    def write_routing_tag(self, name: str, value: str) -> None:
+        self._client.set_registered_model_tag(name, ROUTING_TAG, value)
 
     def _by_alias(self, name: str, alias: str) -> ModelRef | None:
         from mlflow.exceptions import MlflowException

@@ -21,6 +21,7 @@ it in a thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -30,7 +31,8 @@ from contender.clock import Clock
 from contender.metrics import ServiceMetrics
 from contender.registry.client import ModelRef, RegistryClient
 from contender.registry.loader import LoadedModel, ModelLoader
-from contender.routing.table import RoutingTable, TableHolder
+from contender.registry.routing_tag import InvalidRouting, next_routing, parse_tag, tag_value
+from contender.routing.table import Routing, RoutingTable, TableHolder
 from contender.settings import Selector
 
 _log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class RegistryWatcher:
         selector: Selector,
         clock: Clock,
         metrics: ServiceMetrics,
+        flags_routing: Routing,
     ) -> None:
         self._client = client
         self._loader = loader
@@ -70,10 +73,13 @@ class RegistryWatcher:
         self._selector = selector
         self._clock = clock
         self._metrics = metrics
+        self._flags_routing = flags_routing
         self._poll_lock = asyncio.Lock()
         self.last_poll_at: str | None = None
         self.last_poll_error: str | None = None
         self.slot_errors: dict[str, str] = {}
+        self.routing_error: str | None = None
+        """Why the registry's routing tag is not applied (it is not valid), or None."""
         self.events: deque[ReloadEvent] = deque(maxlen=50)
         self._failures: dict[str, tuple[ModelRef, int]] = {}
         """Slot -> the version that keeps failing to load there, and how many times."""
@@ -96,13 +102,64 @@ class RegistryWatcher:
             _log.info("registry reachable again after: %s", self.last_poll_error)
         self.last_poll_at = self._clock.now().isoformat()
         self.last_poll_error = None
+        routing_changed = self._apply_routing(refs.routing_tag)
         table = self._holder.current
         champion = self._fill("champion", refs.champion, table)
         challenger = self._fill("challenger", refs.challenger, table)
         if champion is table.champion and challenger is table.challenger:
-            return False
+            return routing_changed
         self._holder.update(lambda latest: latest.with_models(champion, challenger))
         return True
+
+    def _apply_routing(self, tag: str | None) -> bool:
+        """The tag's routing, or the flags' when there is none; an invalid tag changes
+        nothing (the routing in force stays) and shows in `/status`."""
+        if tag is None:
+            routing = self._flags_routing
+        else:
+            try:
+                routing = parse_tag(tag)
+            except InvalidRouting as error:
+                if self.routing_error != str(error):
+                    _log.warning("routing tag ignored: %s", error)
+                self.routing_error = str(error)
+                return False
+        self.routing_error = None
+        return self._publish_routing(routing)
+
+    def _publish_routing(self, routing: Routing) -> bool:
+        if self._holder.current.routing == routing:
+            return False
+        old = self._holder.current.routing
+        self._holder.update(lambda latest: latest.with_routing(routing))
+        _log.info(
+            "routing challenger_weight=%g testing=%s revision=%s (was %g %s %s)",
+            routing.challenger_weight, routing.testing, routing.revision,
+            old.challenger_weight, old.testing, old.revision,
+        )  # fmt: skip
+        return True
+
+    async def change_routing(
+        self, challenger_weight: float | None, testing: bool | None
+    ) -> Routing:
+        """Write the routing tag one revision on, then apply it here at once; raises (and
+        changes nothing) when the registry refuses. Polls wait meanwhile, so none applies
+        a tag read before this write over it."""
+        async with self._poll_lock:
+            return await asyncio.to_thread(self._change_routing, challenger_weight, testing)
+
+    def _change_routing(self, challenger_weight: float | None, testing: bool | None) -> Routing:
+        tag = self._client.routing_tag(self._model_name)
+        base = self._holder.current.routing
+        if tag is not None:
+            # An invalid tag is overwritten, from the routing in force.
+            with contextlib.suppress(InvalidRouting):
+                base = parse_tag(tag)
+        routing = next_routing(base, challenger_weight, testing)
+        self._client.write_routing_tag(self._model_name, tag_value(routing))
+        self.routing_error = None
+        self._publish_routing(routing)
+        return routing
 
     async def poll(self) -> bool:
         """Poll now from the event loop; concurrent callers wait for one another."""

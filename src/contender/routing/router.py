@@ -369,6 +369,7 @@ class ChampionChallengerRouter:
                 champion=champion.outcome(),
                 challenger=challenger.outcome() if challenger is not None else ArmOutcome(),
                 challenger_weight=decision.table.challenger_weight,
+                routing_revision=decision.table.routing_revision,
             )
         )
 

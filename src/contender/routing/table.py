@@ -16,6 +16,16 @@ class Arm(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Routing:
+    """How traffic splits: the registry tag `contender.routing`, or the flags without one."""
+
+    challenger_weight: float
+    testing: bool
+    revision: int | None = None
+    """The tag's revision; None when the flags, not the registry, set the routing."""
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingTable:
     """An immutable snapshot of what serves traffic.
 
@@ -28,6 +38,11 @@ class RoutingTable:
     challenger: LoadedModel | None
     challenger_weight: float
     testing: bool
+    routing_revision: int | None = None
+
+    @property
+    def routing(self) -> Routing:
+        return Routing(self.challenger_weight, self.testing, self.routing_revision)
 
     @property
     def scores_challenger(self) -> bool:
@@ -39,8 +54,13 @@ class RoutingTable:
     ) -> RoutingTable:
         return replace(self, champion=champion, challenger=challenger)
 
-    def with_routing(self, challenger_weight: float, testing: bool) -> RoutingTable:
-        return replace(self, challenger_weight=challenger_weight, testing=testing)
+    def with_routing(self, routing: Routing) -> RoutingTable:
+        return replace(
+            self,
+            challenger_weight=routing.challenger_weight,
+            testing=routing.testing,
+            routing_revision=routing.revision,
+        )
 
 
 class TableHolder:
