@@ -375,3 +375,22 @@ def test_replicas_serve_one_routing_and_log_every_answer_once(
 
 def iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+def test_route_refuses_what_it_cannot_write_and_prints_what_it_wrote(
+    replica_model: str, mlflow_url: str
+) -> None:
+    contender = str(BIN / "contender")
+    missing = run_cli([contender, "route", "--model", "no-such-model", "--tracking-uri",
+                       mlflow_url, "--challenger-weight", "0"])  # fmt: skip
+    assert missing.returncode == 1
+    assert "error: the registry refused" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad = run_cli([contender, "route", "--model", replica_model, "--tracking-uri", mlflow_url,
+                   "--challenger-weight", "1.5"])  # fmt: skip
+    assert bad.returncode == 2
+    assert "between 0 and 1" in bad.stderr
+    before = route(mlflow_url)  # no change asked: prints the routing in force
+    after = route(mlflow_url, "--challenger-weight", "0.25")
+    assert after == {**before, "challenger_weight": 0.25, "revision": (before["revision"] or 0) + 1}
+    assert route(mlflow_url) == after
