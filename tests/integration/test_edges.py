@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import signal
-from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
+from contender.jsonio import dumps
 from tests.integration import models
-from tests.integration.conftest import STAGES_MODEL, Registered, Service, ServiceFactory
+from tests.integration.conftest import (
+    STAGES_MODEL,
+    Registered,
+    Service,
+    ServiceFactory,
+    log_path_of,
+)
 from tests.integration.test_serving import send_all, split_body, stored_records
+from tests.support import BIN, run_cli
 
 pytestmark = pytest.mark.integration
+
+REDACT_KEY = "integration-tests-redact-key"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +33,7 @@ def strict(start_service: ServiceFactory, registered: Registered, mlflow_url: st
     return start_service(
         "--model", STAGES_MODEL, "--tracking-uri", mlflow_url,
         "--max-rows", "5", "--max-body-bytes", "4096", "--redact", "f1",
+        env={"CONTENDER_REDACT_KEY": REDACT_KEY},
     )  # fmt: skip
 
 
@@ -43,6 +56,26 @@ def post(url: str, content: bytes, content_type: str | None = "application/json"
         (json.dumps({"dataframe_records": [{"f0": 1, "f1": 1, "f2": 1, "f3": 1}] * 6}).encode(),
          "application/json", 413, "--max-rows"),
         (b" " * 5000, "application/json", 413, "--max-body-bytes"),
+        # Driven by the model's signature (four required doubles):
+        (b'{"dataframe_split": {"columns": ["f0","f1","f2","f3","f0"], "data": [[1,2,3,4,5]]}}',
+         "application/json", 400, "duplicate column names: f0"),
+        (b'{"dataframe_split": {"columns": ["f0", "f1", "f2", "f3"], "data": [[1, null, 3, 4]]}}',
+         "application/json", 400, "column 'f1'"),
+        (b'{"dataframe_records": [{"f0": 1, "f1": 2, "f2": "NaN", "f3": 4}]}',
+         "application/json", 400, "column 'f2'"),
+        (b'{"instances": [{"f0": 1, "f1": 2, "f2": 3, "f3": "1e999"}]}',
+         "application/json", 400, "column 'f3'"),
+        (b'{"inputs": {"f0": [1, 2], "f1": [2, 2], "f2": [3, 3], "f3": [4, "-Infinity"]}}',
+         "application/json", 400, "row 1 has -Infinity"),
+        (b'{"instances": {"f0": [[1]], "f1": [2], "f2": [3], "f3": [4]}}',
+         "application/json", 400, "column 'f0'"),
+        (b"f0,f1,f2,f3\n1,2,,4\n", "text/csv", 400, "column 'f2'"),
+        (b"f0,f1,f2,f3\nnan,2,3,4\n", "text/csv", 400, "column 'f0'"),
+        (b'{"dataframe_split": {"columns": ["f0", "f1", "f2", "f3"], "data": []}}',
+         "application/json", 400, "no rows"),
+        (b'{"inputs": {"f0": [], "f1": [], "f2": [], "f3": []}}',
+         "application/json", 400, "no rows"),
+        (b"f0,f1,f2,f3\n", "text/csv", 400, "no rows"),
     ],
 )  # fmt: skip
 def test_bad_input_gets_a_json_error_that_names_the_problem(
@@ -59,17 +92,79 @@ def test_bad_input_gets_a_json_error_that_names_the_problem(
     assert good.status_code == 200
 
 
-def test_redacted_columns_are_never_stored_in_clear(strict: Service) -> None:
-    body = b'{"dataframe_records": [{"f0": 1.5, "f1": 987.654321, "f2": 3, "f3": 4}]}'
-    request_id = post(strict.url, body).json()["request_id"]
+def test_objects_of_columns_answer_as_in_mlflow(strict: Service) -> None:
+    # `mlflow models serve` reads a dict of columns for `instances` and `inputs` alike.
+    for key in ("instances", "inputs"):
+        body = json.dumps({key: {"f0": [1, 5], "f1": [2, 6], "f2": [3, 7], "f3": [4, 8]}})
+        response = post(strict.url, body.encode())
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"]) == 2
+
+
+def test_a_refusal_leaves_the_connection_fit_for_the_next_request(strict: Service) -> None:
+    good = b'{"dataframe_records": [{"f0": 1, "f1": 2, "f2": 3, "f3": 4}]}'
+    bad = [
+        (b'{"dataframe_records": [{"f0": null, "f1": 2, "f2": 3, "f3": 4}]}', "application/json"),
+        (b"{not json", "application/json"),
+        (b"<xml/>", "application/xml"),
+        (b" " * 5000, "application/json"),  # refused before the body is read
+        (b'{"dataframe_split": {"columns": ["f0"], "data": []}}', "application/json"),
+    ]
+    with httpx.Client(base_url=strict.url, timeout=30) as client:
+
+        def address(response: httpx.Response) -> object:
+            return response.extensions["network_stream"].get_extra_info("client_addr")
+
+        first = client.post("/invocations", content=good, headers=JSON)
+        connection = address(first)
+        for content, content_type in bad:
+            refusal = client.post(
+                "/invocations", content=content, headers={"Content-Type": content_type}
+            )
+            assert 400 <= refusal.status_code < 500
+            assert address(refusal) == connection, "a refusal closed the connection"
+            answer = client.post("/invocations", content=good, headers=JSON)
+            assert answer.status_code == 200, answer.text
+            assert address(answer) == connection
+
+
+def test_redacted_columns_are_stored_as_keyed_hashes_only(strict: Service) -> None:
+    secret = 987.654321
+    body = json.dumps({"dataframe_records": [{"f0": 1.5, "f1": secret, "f2": 3, "f3": 4}]})
+    request_id = post(strict.url, body.encode()).json()["request_id"]
     record = stored_records(strict, 1, frozenset({request_id}))[request_id]
     assert record["inputs"]["columns"] == ["f0", "f1", "f2", "f3"]
     f0, f1, *_ = record["inputs"]["data"][0]
     assert f0 == 1.5
-    assert f1.startswith("sha256:")
-    assert "987.654321" not in Path(
-        strict.log_store.removeprefix("sqlite:///")
-    ).read_bytes().decode(errors="replace")
+    expected = hmac.new(REDACT_KEY.encode(), dumps(secret), hashlib.sha256).hexdigest()
+    assert f1 == f"hmac-sha256:{expected}"
+    # Nowhere in clear: not in the store's files (the WAL included), not in an export.
+    clear = str(secret).encode()
+    database = log_path_of(strict)
+    for path in database.parent.glob(f"{database.name}*"):
+        assert clear not in path.read_bytes(), path
+    for form in ("jsonl", "csv"):
+        exported = run_cli(
+            [str(BIN / "contender"), "log", "export", "--log-store", strict.log_store,
+             "--format", form],
+        )  # fmt: skip
+        assert exported.returncode == 0, exported.stderr
+        assert request_id in exported.stdout
+        assert expected in exported.stdout
+        assert str(secret) not in exported.stdout + exported.stderr
+    assert str(secret) not in strict.process.output()
+
+
+def test_serve_refuses_redact_without_a_key(mlflow_url: str) -> None:
+    result = run_cli(
+        [str(BIN / "contender"), "serve", "--model", STAGES_MODEL, "--tracking-uri", mlflow_url,
+         "--redact", "f1"],
+        timeout_s=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "--redact: needs CONTENDER_REDACT_KEY" in output
+    assert "Traceback" not in output
 
 
 def test_status_version_metrics(strict: Service, registered: Registered) -> None:

@@ -48,12 +48,12 @@ def test_float32_predictions_become_lists_as_in_mlflow() -> None:
 )
 def test_logged_inputs_write_the_json_of_their_rows(frame: pd.DataFrame) -> None:
     expected = {"columns": ["a", "b"], "data": frame.to_numpy().tolist()}
-    assert dumps(protocol.log_inputs(frame, frozenset())) == dumps(expected)
+    assert dumps(protocol.log_inputs(frame, protocol.Redaction())) == dumps(expected)
 
 
 def test_redacted_inputs_are_still_hashed() -> None:
     frame = pd.DataFrame({"a": [0.5], "b": [1.5]})
-    logged = protocol.log_inputs(frame, frozenset({"a"}))
+    logged = protocol.log_inputs(frame, protocol.Redaction(frozenset({"a"}), b"key"))
     assert isinstance(logged["data"], list)
     assert logged["data"][0][0] != 0.5
     assert logged["data"][0][1] == 1.5

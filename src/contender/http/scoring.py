@@ -20,6 +20,10 @@ from contender.routing.router import ScoringRequest
 
 # Bodies above this are parsed in a worker thread so they never stall other requests.
 _PARSE_INLINE_MAX_BYTES = 64 * 1024
+# The log's columns for them (`predictions/schema.py`): PostgreSQL refuses longer values,
+# and with them the whole batch of records they were written in.
+_MAX_REQUEST_ID_CHARS = 128
+_MAX_ROUTING_KEY_CHARS = 256
 
 
 async def invocations(request: Request) -> Response:
@@ -28,6 +32,8 @@ async def invocations(request: Request) -> Response:
     table = services.router.snapshot()
     if table.champion is None:
         raise NoChampion(f"model {settings.model!r} has no champion loaded yet; try again soon")
+    client_id = _header(request, "X-Request-ID", _MAX_REQUEST_ID_CHARS)
+    routing_key = _header(request, "X-Routing-Key", _MAX_ROUTING_KEY_CHARS)
     body = await read_body(request, settings.max_body_bytes)
     parse = partial(
         protocol.parse,
@@ -37,10 +43,10 @@ async def invocations(request: Request) -> Response:
         settings.max_rows,
     )
     parsed = parse() if len(body) <= _PARSE_INLINE_MAX_BYTES else await asyncio.to_thread(parse)
-    request_id = request.headers.get("x-request-id") or services.new_request_id()
+    request_id = client_id or services.new_request_id()
     scoring = ScoringRequest(
         request_id=request_id,
-        routing_key=request.headers.get("x-routing-key"),
+        routing_key=routing_key,
         data=parsed.data,
         params=parsed.params,
         n_rows=parsed.n_rows,
@@ -62,6 +68,13 @@ async def invocations(request: Request) -> Response:
     return Response(dumps(document), headers=headers, media_type=protocol.JSON_TYPE)
 
 
+def _header(request: Request, name: str, max_chars: int) -> str | None:
+    value = request.headers.get(name)
+    if value is not None and len(value) > max_chars:
+        raise BadRequest(f"{name} is longer than {max_chars} characters")
+    return value
+
+
 async def feedback(request: Request) -> Response:
     services: Services = request.app.state.services
     body = await read_body(request, services.settings.max_body_bytes)
@@ -81,6 +94,12 @@ def _feedback_items(document: Any) -> list[Feedback]:
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("request_id"), str):
             raise BadRequest(f"feedback entry {position} needs a string `request_id`")
+        if len(entry["request_id"]) > _MAX_REQUEST_ID_CHARS or "\x00" in entry["request_id"]:
+            # No request has such an id (PostgreSQL would refuse to store it, too).
+            raise BadRequest(
+                f"feedback entry {position}: `request_id` is not a request id (more than "
+                f"{_MAX_REQUEST_ID_CHARS} characters, or a NUL)"
+            )
         if "label" not in entry:
             raise BadRequest(f"feedback entry {position} has no `label`")
         label = entry["label"]
