@@ -15,6 +15,7 @@ from contender import protocol
 from contender.clock import Clock, SystemClock
 from contender.metrics import ServiceMetrics
 from contender.native_threads import one_native_thread
+from contender.predictions.spill import SpillDirectory
 from contender.predictions.store import PredictionStore, SqlPredictionStore
 from contender.predictions.writer import LogWriter
 from contender.registry.client import MlflowRegistryClient, RegistryClient
@@ -58,7 +59,7 @@ class Services:
     store: PredictionStore
     metrics: ServiceMetrics
     new_request_id: Callable[[], str]
-    redact: frozenset[str]
+    redact: protocol.Redaction
     executors: tuple[ThreadPoolExecutor, ...] = field(default=())
     shadow_process: ShadowProcess | None = None
 
@@ -115,7 +116,12 @@ def build_services(
     metrics = ServiceMetrics(CollectorRegistry(), multiprocess_dir=settings.metrics_dir)
     holder = TableHolder(RoutingTable(None, None, settings.challenger_weight, settings.testing))
     store = store or SqlPredictionStore(settings.log_store)
-    writer = LogWriter(store, metrics)
+    writer = LogWriter(
+        store,
+        metrics,
+        spill=SpillDirectory(settings.spill_dir),
+        buffer_records=settings.log_buffer_records,
+    )
     shadow_process: ShadowProcess | None = None
     shadow_backend: ModelBackend = InProcess()
     if loader is None:
@@ -171,7 +177,7 @@ def build_services(
         store=store,
         metrics=metrics,
         new_request_id=new_request_id or (lambda: uuid.uuid4().hex),
-        redact=frozenset(settings.redact),
+        redact=protocol.Redaction.of(settings.redact, settings.redact_key),
         executors=(champion_pool, challenger_pool, shadow_pool),
         shadow_process=shadow_process,
     )

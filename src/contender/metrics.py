@@ -11,11 +11,12 @@ are forgotten at the next scrape.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from contender.pids import pid_alive
 
 _LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -77,6 +78,18 @@ class ServiceMetrics:
             ["slot", "outcome"],
             registry=registry,
         )
+        self.champion_loaded = Gauge(
+            "contender_champion_loaded",
+            "1 while a champion is loaded and serving, else 0 (/ready answers 503).",
+            registry=registry,
+            multiprocess_mode="livemin",  # missing in any worker
+        )
+        self.registry_up = Gauge(
+            "contender_registry_up",
+            "1 when the last registry poll got an answer, 0 when it failed.",
+            registry=registry,
+            multiprocess_mode="livemin",  # unreachable from any worker
+        )
         self.log_queue_depth = Gauge(
             "contender_log_queue_depth",
             "Prediction records waiting to be written to the store.",
@@ -86,6 +99,23 @@ class ServiceMetrics:
         self.log_write_failures = Counter(
             "contender_log_write_failures",
             "Batches of prediction records the store refused (they are retried).",
+            registry=registry,
+        )
+        self.log_store_healthy = Gauge(
+            "contender_log_store_healthy",
+            "1 while the prediction log store takes records, 0 while it refuses them.",
+            registry=registry,
+            multiprocess_mode="livemin",  # unhealthy in any worker
+        )
+        self.log_spilled_records = Counter(
+            "contender_log_spilled_records",
+            "Prediction records written to the spill directory: past the buffer bound while "
+            "the store was down, or at shutdown.",
+            registry=registry,
+        )
+        self.log_recovered_records = Counter(
+            "contender_log_recovered_records",
+            "Spilled prediction records loaded back into the store.",
             registry=registry,
         )
         self.log_records_written = Counter(
@@ -108,16 +138,6 @@ def forget_dead_workers(directory: str) -> None:
     """Drop the live gauges of workers that are gone (uvicorn gives no hook for it)."""
     for path in Path(directory).glob("gauge_live*_*.db"):
         pid = int(path.stem.rsplit("_", 1)[1])
-        if not _alive(pid):
+        if not pid_alive(pid):
             with contextlib.suppress(FileNotFoundError):  # another worker got there first
                 mark_process_dead(pid, directory)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

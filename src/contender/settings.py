@@ -10,7 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -77,8 +78,19 @@ class Settings(BaseSettings):
     max_rows: int = Field(default=10_000, gt=0)
     """Most rows in one request; more get 413."""
 
+    redact_key: str | None = Field(default=None, repr=False)
+    """The HMAC key redacted columns are hashed with (`CONTENDER_REDACT_KEY`); required
+    with `redact`. Defined before it so that `redact`'s check can see it."""
+
     redact: Annotated[tuple[str, ...], NoDecode] = ()
-    """Input columns stored hashed in the prediction log, never in clear."""
+    """Input columns stored in the prediction log only as keyed hashes
+    (`"hmac-sha256:<hex>"`), never in clear."""
+
+    log_buffer_records: int = Field(default=50_000, ge=1)
+    """Records held in memory while the store is away; past them, records spill to disk."""
+
+    spill_dir: str = "contender-spill"
+    """Where records the store could not take are written as JSONL, until it takes them."""
 
     max_batch_size: int = Field(default=256, ge=1)
     """Most rows merged into one model call under load; 1 turns micro-batching off."""
@@ -98,4 +110,18 @@ class Settings(BaseSettings):
     def _split_columns(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(column.strip() for column in value.split(",") if column.strip())
+        return value
+
+    @field_validator("redact")
+    @classmethod
+    def _redact_needs_a_key(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        # The service refuses to start rather than store a hash anyone could reverse by
+        # hashing likely values (SPEC section 4).
+        if value and not info.data.get("redact_key"):
+            raise PydanticCustomError(
+                "redact_key_missing",
+                "needs CONTENDER_REDACT_KEY in the environment: redacted columns are stored "
+                "as HMAC-SHA256 hashes keyed by it (use a long random secret, the same for "
+                "every replica)",
+            )
         return value

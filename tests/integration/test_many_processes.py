@@ -6,17 +6,14 @@ Real processes throughout: `contender serve --workers 2` (twice, for two replica
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,7 @@ from tests.integration.conftest import (
     ServiceFactory,
 )
 from tests.integration.test_serving import split_body
+from tests.integration.traffic import Load, post_on_a_new_connection
 from tests.support import BIN, Process, free_port, poll_until, run_cli, wait_http_ok
 
 pytestmark = pytest.mark.integration
@@ -54,35 +52,6 @@ def served_total(url: str) -> float:
         for sample in family.samples
         if sample.name == "contender_requests_total"
     )
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    document: dict[str, Any]
-
-
-def post_on_a_new_connection(
-    url: str, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Reply:
-    """One request on its own connection, so the kernel picks the worker that accepts it.
-    Plain `http.client`: an httpx client costs milliseconds to build (its TLS context)."""
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        connection.request(
-            "POST",
-            "/invocations",
-            orjson.dumps(body),
-            {"Content-Type": "application/json", **(headers or {})},
-        )
-        response = connection.getresponse()
-        payload = response.read()
-        names = {name.lower(): value for name, value in response.getheaders()}
-        return Reply(response.status, names, orjson.loads(payload))
-    finally:
-        connection.close()
 
 
 def one_request_per_connection(url: str, body: dict[str, Any], n: int) -> list[int]:
@@ -214,53 +183,6 @@ http {{
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/ready", process, timeout_s=30)
     return url, process
-
-
-@dataclass
-class Load:
-    """Requests from a few threads, round robin over the given URLs, until stopped."""
-
-    urls: list[str]
-    body: dict[str, Any]
-    acknowledged: list[str] = field(default_factory=list)
-    answered_at: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self, threads: int = 4) -> Callable[[], None]:
-        def work(offset: int) -> None:
-            turn = offset
-            while not self.stop.is_set():
-                url = self.urls[turn % len(self.urls)]
-                turn += 1
-                try:
-                    reply = post_on_a_new_connection(url, self.body)
-                except (OSError, http.client.HTTPException, orjson.JSONDecodeError) as error:
-                    self.failures.append(f"{url}: {error!r}")
-                    continue
-                if reply.status == 200:
-                    self.acknowledged.append(reply.headers["x-request-id"])
-                    self.answered_at.append(time.time())
-                else:
-                    self.failures.append(f"{url}: {reply.status} {reply.document}")
-
-        workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
-        for worker in workers:
-            worker.start()
-
-        def finish() -> None:
-            self.stop.set()
-            for worker in workers:
-                worker.join(60)
-
-        return finish
-
-    def wait_for_answers_after(self, moment: float, count: int = 100) -> None:
-        poll_until(
-            lambda: True if sum(at > moment for at in self.answered_at) >= count else None,
-            timeout_s=60,
-            what=f"{count} answers after the routing change took effect",
-        )
 
 
 def stored(database: str, query: str) -> list[tuple[Any, ...]]:

@@ -6,6 +6,7 @@ import typer
 
 from contender.cli.demo import demo
 from contender.cli.log import log_app
+from contender.cli.log_files import import_log, recover
 from contender.cli.promote import promote, rollback
 from contender.cli.report import report
 from contender.cli.route import route
@@ -23,4 +24,6 @@ app.command("promote")(promote)
 app.command("rollback")(rollback)
 app.command("route")(route)
 app.command("demo")(demo)
+log_app.command("import")(import_log)
+log_app.command("recover")(recover)
 app.add_typer(log_app, name="log")

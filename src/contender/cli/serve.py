@@ -67,6 +67,14 @@ def serve(
     redact: Annotated[
         str | None, typer.Option(help="Comma-separated input columns to store hashed.")
     ] = None,
+    log_buffer_records: Annotated[
+        int | None,
+        typer.Option(help="Records kept in memory while the store is down [default: 50000]."),
+    ] = None,
+    spill_dir: Annotated[
+        str | None,
+        typer.Option(help="Where records past the buffer go [default: ./contender-spill]."),
+    ] = None,
     max_batch_size: Annotated[
         int | None, typer.Option(help="Most rows per model call under load; 1: no batching.")
     ] = None,

@@ -56,6 +56,7 @@ async def status(request: Request) -> Response:
             "last_poll_at": watcher.last_poll_at,
             "last_poll_error": watcher.last_poll_error,
             "breaker": services.router.breaker_status(),
+            "log_store": services.writer.status(),
             "load_errors": dict(watcher.slot_errors),
             "downloads": watcher.downloads,
             "reloads": [asdict(event) for event in watcher.events],

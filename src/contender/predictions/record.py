@@ -67,6 +67,29 @@ class PredictionRecord:
         row["routing_revision"] = self.routing_revision
         return row
 
+    @classmethod
+    def from_row(cls, row: dict[str, JsonValue]) -> PredictionRecord:
+        """The record `to_row` (or an export line) describes; fields added since a row was
+        written read as None. `KeyError`/`TypeError` for a row that is not a record."""
+
+        def outcome(arm: str) -> ArmOutcome:
+            return ArmOutcome(*(row.get(f"{arm}_{name}") for name in _OUTCOME_FIELDS))
+
+        return cls(
+            request_id=str(row["request_id"]),
+            timestamp=str(row["timestamp"]),
+            model_name=str(row["model_name"]),
+            inputs=row["inputs"],
+            served_by=str(row["served_by"]),
+            fallback=bool(row["fallback"]),
+            routing_draw=row.get("routing_draw"),
+            routing_key=row.get("routing_key"),
+            champion=outcome("champion"),
+            challenger=outcome("challenger"),
+            challenger_weight=row.get("challenger_weight"),
+            routing_revision=row.get("routing_revision"),
+        )
+
 
 RECORD_FIELDS: tuple[str, ...] = (
     "request_id",

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -148,7 +149,12 @@ def child_main(conn: Connection) -> None:
     """The child's loop: load, predict, forget, one message at a time.
 
     Predictions run in a thread of their own at the lowest priority; everything else
-    (receiving, loading) in this one, at normal priority."""
+    (receiving, loading) in this one, at normal priority. SIGTERM and SIGINT are the
+    serving process's to act on: a signal to the whole process group (systemd, a
+    terminal's Ctrl+C) must not kill shadow work the parent is still draining. The
+    child ends when the parent says so or its pipe closes."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     one_native_thread()
     models: dict[str, Any] = {}
     with ThreadPoolExecutor(1, initializer=_prediction_thread) as predictor:

@@ -1,0 +1,166 @@
+"""The spill directory: prediction records the store could not take, as JSONL files.
+
+Each spill is one file, written as `<name>.jsonl.part`, fsynced, then renamed to
+`<name>.jsonl`: a reader never sees a half-written file, and a crash mid-write leaves
+only a `.part` file. A loader claims a finished file by renaming it to
+`<name>.jsonl.loading-<pid>` (a rename succeeds for one process only, so workers sharing
+the directory never load a file twice at once), stores its records (idempotent on
+`request_id`) and deletes it. A `.part` or `.loading-<pid>` file whose process is gone
+was left by a crash: `contender log recover` loads it too, skipping a torn last line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from contender.jsonio import dumps
+from contender.pids import pid_alive
+from contender.predictions.record import JsonValue, PredictionRecord
+
+_log = logging.getLogger(__name__)
+
+_OWNED = re.compile(r"-(?P<pid>\d+)-\d+\.jsonl\.part$|\.jsonl\.loading-(?P<loader>\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    files: int
+    records: int
+    torn_lines: int
+
+
+class SpillDirectory:
+    def __init__(self, path: str | Path, *, pid: int | None = None) -> None:
+        self.path = Path(path)
+        self._pid = os.getpid() if pid is None else pid
+        self._sequence = 0
+
+    def write(self, records: Sequence[PredictionRecord]) -> Path:
+        """Spill `records` to one new file, durably; returns its path."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._sequence += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        final = self.path / f"spill-{stamp}-{self._pid}-{self._sequence}.jsonl"
+        part = final.with_name(final.name + ".part")
+        with part.open("wb") as out:
+            out.write(b"".join(dumps(record.to_row()) + b"\n" for record in records))
+            out.flush()
+            os.fsync(out.fileno())
+        part.rename(final)
+        _fsync_directory(self.path)
+        return final
+
+    def finished(self) -> list[Path]:
+        """Spill files ready to load, oldest first."""
+        return sorted(self.path.glob("spill-*.jsonl")) if self.path.is_dir() else []
+
+    def orphaned(self) -> list[Path]:
+        """Files a process that no longer runs left half-written or half-loaded."""
+        if not self.path.is_dir():
+            return []
+        found = []
+        for path in sorted(self.path.glob("spill-*.jsonl.*")):
+            match = _OWNED.search(path.name)
+            if match is None:
+                continue
+            pid = int(match["pid"] or match["loader"])
+            if pid != self._pid and not pid_alive(pid):
+                found.append(path)
+        return found
+
+    def pending_records(self) -> int:
+        """Records in finished spill files (lines; a torn line counts too)."""
+        total = 0
+        for path in self.finished():
+            try:
+                with path.open("rb") as source:
+                    total += sum(1 for _ in source)
+            except FileNotFoundError:  # another worker claimed it meanwhile
+                continue
+        return total
+
+    def load_into(
+        self,
+        store_records: Callable[[Sequence[PredictionRecord]], None],
+        *,
+        include_orphans: bool = False,
+        chunk: int = 5000,
+        limit_files: int | None = None,
+    ) -> Loaded:
+        """Store every finished file (and, with `include_orphans`, what crashed processes
+        left), deleting each once it is stored; a file that fails to store is put back."""
+        candidates = self.finished() + (self.orphaned() if include_orphans else [])
+        files = records = torn = 0
+        for path in candidates[:limit_files]:
+            claimed = self._claim(path)
+            if claimed is None:
+                continue
+            try:
+                rows, torn_here = read_rows(claimed)
+                parsed = [PredictionRecord.from_row(row) for row in rows]
+                for start in range(0, len(parsed), chunk):
+                    store_records(parsed[start : start + chunk])
+            except Exception:
+                claimed.rename(path.with_name(_base_name(path.name)))  # back for a later try
+                raise
+            claimed.unlink()
+            files += 1
+            records += len(parsed)
+            torn += torn_here
+        return Loaded(files, records, torn)
+
+    def _claim(self, path: Path) -> Path | None:
+        claimed = path.with_name(f"{_base_name(path.name)}.loading-{self._pid}")
+        try:
+            path.rename(claimed)
+        except FileNotFoundError:  # another worker took it
+            return None
+        return claimed
+
+
+def read_rows(path: Path) -> tuple[list[dict[str, JsonValue]], int]:
+    """The rows of a spill file, and how many lines could not be read (a torn last line
+    of a crashed write; anything else torn is logged)."""
+    rows: list[dict[str, JsonValue]] = []
+    torn = 0
+    for number, line in enumerate(iter_lines(path), start=1):
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            torn += 1
+            _log.warning("spill file %s line %d is not a record: skipped", path, number)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            torn += 1
+    return rows, torn
+
+
+def iter_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        for line in source:
+            if line.strip():
+                yield line
+
+
+def _base_name(name: str) -> str:
+    """`x.jsonl` from `x.jsonl`, `x.jsonl.part` or `x.jsonl.loading-<pid>`."""
+    return name[: name.index(".jsonl") + len(".jsonl")]
+
+
+def _fsync_directory(path: Path) -> None:
+    # The rename is durable only once the directory entry is.
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
