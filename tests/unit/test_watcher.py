@@ -369,3 +369,16 @@ def test_run_survives_a_crashing_poll(caplog: pytest.LogCaptureFixture) -> None:
         run_watcher(setup, Ticks(lambda: None))
     assert any("registry poll crashed" in message for message in caplog.messages)
     assert setup.versions() == ("1", None)
+
+
+def test_registry_and_champion_gauges_follow_the_polls(setup: Setup) -> None:
+    sample = setup.metrics.registry.get_sample_value
+    setup.watcher.poll_once()
+    assert (sample("contender_registry_up"), sample("contender_champion_loaded")) == (1, 1)
+    setup.registry.down = ConnectionError("unreachable")
+    setup.watcher.poll_once()
+    assert (sample("contender_registry_up"), sample("contender_champion_loaded")) == (0, 1)
+    setup.registry.down = None
+    setup.registry.champion = None
+    setup.watcher.poll_once()
+    assert (sample("contender_registry_up"), sample("contender_champion_loaded")) == (1, 0)

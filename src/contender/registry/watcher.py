@@ -97,7 +97,9 @@ class RegistryWatcher:
             # MLflow's messages can run over many lines; /status and the log want one.
             self.last_poll_error = _one_line(f"{type(error).__name__}: {error}")
             _log.warning("registry poll failed: %s", self.last_poll_error)
+            self._metrics.registry_up.set(0)
             return False
+        self._metrics.registry_up.set(1)
         if self.last_poll_error is not None:
             _log.info("registry reachable again after: %s", self.last_poll_error)
         self.last_poll_at = self._clock.now().isoformat()
@@ -106,6 +108,7 @@ class RegistryWatcher:
         table = self._holder.current
         champion = self._fill("champion", refs.champion, table)
         challenger = self._fill("challenger", refs.challenger, table)
+        self._metrics.champion_loaded.set(0 if champion is None else 1)
         if champion is table.champion and challenger is table.challenger:
             return routing_changed
         self._holder.update(lambda latest: latest.with_models(champion, challenger))
