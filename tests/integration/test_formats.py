@@ -6,9 +6,11 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import pandas as pd
 import pytest
 
 from tests.integration.conftest import (
@@ -19,7 +21,7 @@ from tests.integration.conftest import (
     Service,
     ServiceFactory,
 )
-from tests.support import BIN, Process, free_port, wait_http_ok
+from tests.support import BIN, Process, free_port, run_cli, wait_http_ok
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +125,56 @@ def test_aliases_select_champion_and_challenger(
     expected = registered.trained.expected(registered.trained.challenger, rows)
     for ours, theirs in zip(response.json()["predictions"], expected, strict=True):
         assert ours == pytest.approx(theirs)
+
+
+# ---- clients someone else wrote: MLflow's own ----------------------------------------
+
+
+def host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def test_mlflow_scoring_server_client_gets_what_mlflow_serve_gives(
+    mlflow_serve: str, champion_only: Service, registered: Registered
+) -> None:
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    rows = registered.trained.rows.iloc[:40]
+    answers = {}
+    for name, url in (("mlflow", mlflow_serve), ("contender", champion_only.url)):
+        client = ScoringServerClient(*host_port(url))  # type: ignore[no-untyped-call]
+        client.wait_server_ready(timeout=30)  # type: ignore[no-untyped-call]
+        answers[name] = [
+            client.invoke(data).get_predictions()
+            for data in (rows, rows.iloc[[0]], rows.iloc[10:15])
+        ]
+    for theirs, ours in zip(answers["mlflow"], answers["contender"], strict=True):
+        pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_mlflow_models_predict_and_contender_agree(
+    mlflow_server: MlflowServer, champion_only: Service, registered: Registered, tmp_path: Path
+) -> None:
+    """`mlflow models predict` scores an input file locally; the same file posted to
+    contender gets the same predictions."""
+    rows = registered.trained.rows.iloc[:25]
+    source = tmp_path / "input.json"
+    source.write_text(json.dumps({"dataframe_split": rows.to_dict(orient="split")}))
+    output = tmp_path / "output.json"
+    predicted = run_cli(
+        [
+            str(BIN / "mlflow"), "models", "predict", "-m", f"models:/{STAGES_MODEL}/1",
+            "-i", str(source), "-o", str(output), "--content-type", "json",
+            "--env-manager", "local",
+        ],
+        timeout_s=300,
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    theirs = json.loads(output.read_text())
+    ours = httpx.post(
+        f"{champion_only.url}/invocations",
+        content=source.read_bytes(),
+        headers={"Content-Type": "application/json"},
+    ).json()
+    assert ours["predictions"] == theirs["predictions"]
