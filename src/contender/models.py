@@ -48,16 +48,20 @@ class LoadedModel:
     that was already enforced against `input_schema`."""
     local_path: str | None = None
     """Where the artifacts were downloaded: another process loads the same model from here."""
+    requirements_mismatch: tuple[str, ...] = ()
+    """Logged requirements this environment does not satisfy, as MLflow words them:
+    `"scikit-learn (current: 1.5.2, required: scikit-learn==1.4.0)"`."""
 
     @property
     def input_schema(self) -> Any:
         """The signature's input schema (an `mlflow.types.Schema`), or None."""
         return self.input_spec.schema
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> dict[str, object]:
         return {
             "version": self.ref.version,
             "run_id": self.ref.run_id or "",
             "source": self.ref.source,
             "loaded_at": self.loaded_at.isoformat(),
+            "requirements_mismatch": list(self.requirements_mismatch),
         }

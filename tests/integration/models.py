@@ -63,7 +63,9 @@ def log_sklearn(
     return uri
 
 
-def log_code_model(code_file: str, frame: pd.DataFrame) -> str:
+def log_code_model(
+    code_file: str, frame: pd.DataFrame, requirements: list[str] = PYFUNC_REQUIREMENTS
+) -> str:
     """A pyfunc from `model_code/`, logged without an input example on purpose: contender
     warms a model up on its example, and these models must get past loading to misbehave."""
     with mlflow.start_run(), warnings.catch_warnings():
@@ -72,7 +74,7 @@ def log_code_model(code_file: str, frame: pd.DataFrame) -> str:
             name=code_file.removesuffix(".py"),
             python_model=str(MODEL_CODE / code_file),
             signature=infer_signature(frame, np.zeros((len(frame), 2))),
-            pip_requirements=PYFUNC_REQUIREMENTS,
+            pip_requirements=requirements,
         )
     uri: str = info.model_uri
     return uri

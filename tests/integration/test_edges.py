@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.metadata
 import json
 import signal
 
@@ -14,6 +15,7 @@ from contender.jsonio import dumps
 from tests.integration import models
 from tests.integration.conftest import (
     STAGES_MODEL,
+    MlflowServer,
     Registered,
     Service,
     ServiceFactory,
@@ -174,13 +176,18 @@ def test_status_version_metrics(strict: Service, registered: Registered) -> None
     assert status["testing"] is True
     assert status["challenger_weight"] == 0.1
     assert status["champion"]["version"] == registered.versions[STAGES_MODEL][0]
-    assert set(status["champion"]) == {"version", "run_id", "source", "loaded_at"}
+    assert set(status["champion"]) == {
+        "version", "run_id", "source", "loaded_at", "requirements_mismatch",
+    }  # fmt: skip
+    assert status["champion"]["requirements_mismatch"] == []
     assert status["last_poll_error"] is None
     assert status["last_poll_at"] is not None
     versions = httpx.get(f"{strict.url}/version").json()
     assert versions["mlflow"] == "3.17.2"
     assert httpx.get(f"{strict.url}/ping").status_code == 200
     assert httpx.get(f"{strict.url}/health").status_code == 200
+    one_row = split_body(registered.trained.rows.iloc[[0]])
+    assert httpx.post(f"{strict.url}/invocations", json=one_row).status_code == 200
     metrics = httpx.get(f"{strict.url}/metrics").text
     for name in (
         "contender_requests_total", "contender_model_latency_seconds_bucket",
@@ -232,3 +239,27 @@ def test_sigterm_flushes_every_acknowledged_record(
     assert service.process.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in service.process.output()
     assert set(stored_records(service, len(acknowledged))) == acknowledged
+
+
+def test_a_model_logged_with_unmet_requirements_is_flagged_at_load(
+    start_service: ServiceFactory, mlflow_server: MlflowServer, registered: Registered
+) -> None:
+    """As `mlflow models serve --env-manager local` warns: served, but named in /status
+    and the service log with the versions it wants and the ones installed."""
+    wanted = [*models.PYFUNC_REQUIREMENTS, "scikit-learn==0.20.3", "contender-no-such-pkg==1.0"]
+    uri = models.log_code_model("constant_model.py", registered.trained.rows, requirements=wanted)
+    name = "churn-unmet-requirements"
+    version = models.register(uri, name)
+    models.set_stage(mlflow_server.client, name, version, "Production")
+    service = start_service("--model", name, "--tracking-uri", mlflow_server.url)
+    flagged = httpx.get(f"{service.url}/status").json()["champion"]["requirements_mismatch"]
+    installed = importlib.metadata.version("scikit-learn")
+    assert flagged == [
+        f"scikit-learn (current: {installed}, required: scikit-learn==0.20.3)",
+        "contender-no-such-pkg (current: uninstalled, required: contender-no-such-pkg==1.0)",
+    ]
+    answer = httpx.post(f"{service.url}/invocations", json=split_body(registered.trained.rows))
+    assert answer.status_code == 200
+    log = service.process.output()
+    assert "contender-no-such-pkg (current: uninstalled" in log
+    assert "scikit-learn==0.20.3" in log

@@ -35,7 +35,7 @@ async def versions(_request: Request) -> Response:
     return _json({"contender": __version__, "mlflow": version("mlflow")})
 
 
-def _describe(model: LoadedModel | None) -> dict[str, str] | None:
+def _describe(model: LoadedModel | None) -> dict[str, object] | None:
     return model.describe() if model is not None else None
 
 

@@ -6,7 +6,9 @@ one) succeeded, so a model that loads but cannot predict is never swapped in.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from contender.clock import Clock
@@ -14,6 +16,8 @@ from contender.models import LoadedModel, ModelRef
 from contender.signature import InputSpec
 
 __all__ = ["LoadedModel", "MlflowModelLoader", "ModelLoader"]
+
+_log = logging.getLogger(__name__)
 
 
 class ModelLoader(Protocol):
@@ -52,6 +56,14 @@ class MlflowModelLoader:
             artifact_uri=ref.uri, tracking_uri=self._tracking_uri, registry_uri=self._tracking_uri
         )
         self.downloads += 1
+        mismatches = requirements_mismatch(Path(local_path))
+        if mismatches:
+            _log.warning(
+                "version %s of %s was logged with requirements this environment does not "
+                "satisfy (it is served anyway, as `mlflow models serve --env-manager local` "
+                "does): %s",
+                ref.version, ref.name, "; ".join(mismatches),
+            )  # fmt: skip
         pyfunc = mlflow.pyfunc.load_model(local_path)
         example = pyfunc.metadata.load_input_example(local_path)
         if example is not None:
@@ -64,7 +76,27 @@ class MlflowModelLoader:
             load_seconds=self._clock.monotonic() - started,
             predict_unchecked=unchecked_predict(pyfunc),
             local_path=local_path,
+            requirements_mismatch=mismatches,
         )
+
+
+def requirements_mismatch(model_dir: Path) -> tuple[str, ...]:
+    """The model's `requirements.txt` lines this environment does not satisfy, checked
+    the way MLflow checks them when it loads a model (its own wording)."""
+    from mlflow.utils.requirements_utils import _check_requirement_satisfied
+
+    path = model_dir / "requirements.txt"
+    if not path.is_file():
+        return ()
+    found = []
+    for line in path.read_text().splitlines():
+        requirement = line.split("#", 1)[0].strip()
+        if not requirement or requirement.startswith("-"):  # options, `-r other.txt`
+            continue
+        mismatch = _check_requirement_satisfied(requirement)
+        if mismatch is not None:
+            found.append(str(mismatch))
+    return tuple(found)
 
 
 def unchecked_predict(pyfunc: Any) -> Callable[[Any], Any] | None:
