@@ -15,6 +15,8 @@ from contender import protocol
 from contender.clock import Clock, SystemClock
 from contender.metrics import ServiceMetrics
 from contender.native_threads import one_native_thread
+from contender.predictions.live import LiveSeries
+from contender.predictions.record import PredictionRecord
 from contender.predictions.spill import SpillDirectory
 from contender.predictions.store import PredictionStore, SqlPredictionStore
 from contender.predictions.writer import LogWriter
@@ -60,6 +62,8 @@ class Services:
     metrics: ServiceMetrics
     new_request_id: Callable[[], str]
     redact: protocol.Redaction
+    live: LiveSeries
+    """The last minutes of traffic in memory, for the dashboard."""
     executors: tuple[ThreadPoolExecutor, ...] = field(default=())
     shadow_process: ShadowProcess | None = None
 
@@ -93,6 +97,19 @@ def _shadow_batching(batching: BatchingConfig, max_lag_ms: float) -> BatchingCon
     )
 
 
+RecordSink = Callable[[PredictionRecord], None]
+
+
+def _tee(first: RecordSink, second: RecordSink) -> RecordSink:
+    """Each record to both sinks: on the event loop, so two plain calls and nothing else."""
+
+    def both(record: PredictionRecord) -> None:
+        first(record)
+        second(record)
+
+    return both
+
+
 def _model_pool(threads: int, name: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=one_native_thread)
 
@@ -122,6 +139,7 @@ def build_services(
         spill=SpillDirectory(settings.spill_dir),
         buffer_records=settings.log_buffer_records,
     )
+    live = LiveSeries(clock)
     shadow_process: ShadowProcess | None = None
     shadow_backend: ModelBackend = InProcess()
     if loader is None:
@@ -155,7 +173,7 @@ def build_services(
         breaker=breaker,
         clock=clock,
         rows_of=protocol.rows_of,
-        record_sink=writer.submit,
+        record_sink=_tee(writer.submit, live.add),
         metrics=metrics,
     )
     watcher = RegistryWatcher(
@@ -178,6 +196,7 @@ def build_services(
         metrics=metrics,
         new_request_id=new_request_id or (lambda: uuid.uuid4().hex),
         redact=protocol.Redaction.of(settings.redact, settings.redact_key),
+        live=live,
         executors=(champion_pool, challenger_pool, shadow_pool),
         shadow_process=shadow_process,
     )

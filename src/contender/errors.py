@@ -3,7 +3,8 @@
     ContenderError
     ├── BadRequest            the client's input is wrong (4xx)
     │   ├── UnsupportedMediaType   415
-    │   └── PayloadTooLarge        413
+    │   ├── PayloadTooLarge        413
+    │   └── NotFound               404 (a model or version this service does not serve)
     ├── NoChampion            no champion is loaded yet (503)
     ├── ModelFailure          a model raised while predicting (500 for the champion)
     ├── RemoteModelError      a model raised in the shadow process (its own `Type: message`)
@@ -32,6 +33,11 @@ class UnsupportedMediaType(BadRequest):
 class PayloadTooLarge(BadRequest):
     status_code = 413
     error_code = "PAYLOAD_TOO_LARGE"
+
+
+class NotFound(BadRequest):
+    status_code = 404
+    error_code = "NOT_FOUND"
 
 
 class NoChampion(ContenderError):

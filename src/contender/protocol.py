@@ -54,16 +54,21 @@ def parse(body: bytes, content_type: str | None, spec: InputSpec, max_rows: int)
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"only UTF-8 is supported, got charset={charset}")
     if mime_type == JSON_TYPE:
-        document = _load_json(body)
-        fast = _numeric_frame(document, spec)
-        if fast is not None:
-            # Plain JSON numbers in a float64 block: finite (JSON has no NaN or Infinity,
-            # and orjson refuses 1e999), the signature's columns exactly, in order.
-            _check_rows(len(fast), max_rows)
-            return ParsedInput(fast, None, len(fast), spec.schema)
-        data, params = _decode_json(document, spec)
-    else:
-        data, params = _decode(body, mime_type, spec.schema)
+        return parse_document(_load_json(body), spec, max_rows)
+    data, params = _decode(body, mime_type, spec.schema)
+    return _checked(data, params, spec, max_rows)
+
+
+def parse_document(document: Any, spec: InputSpec, max_rows: int) -> ParsedInput:
+    """`parse` for a JSON body already loaded, or built by another protocol (V2 tensors):
+    the same model input, the same checks, the same 400s."""
+    fast = _numeric_frame(document, spec)
+    if fast is not None:
+        # Plain JSON numbers in a float64 block: finite (JSON has no NaN or Infinity,
+        # and orjson refuses 1e999), the signature's columns exactly, in order.
+        _check_rows(len(fast), max_rows)
+        return ParsedInput(fast, None, len(fast), spec.schema)
+    data, params = _decode_json(document, spec)
     return _checked(data, params, spec, max_rows)
 
 

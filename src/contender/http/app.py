@@ -11,7 +11,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from contender.compose import Services
-from contender.http import admin, scoring, status
+from contender.http import admin, scoring, status, v2
+from contender.http.dashboard import routes as dashboard_routes
 from contender.http.problems import EXCEPTION_HANDLERS
 
 
@@ -19,6 +20,7 @@ def create_app(services: Services) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         services.writer.start()
+        services.live.start()
         # Load before listening: with --workers N every process that accepts a request
         # has its models (or knows the registry has none, or cannot be reached).
         await services.watcher.poll()
@@ -36,6 +38,7 @@ def create_app(services: Services) -> Starlette:
                 await poller
             await services.router.aclose()
             await asyncio.to_thread(services.writer.close)
+            services.live.close()
             services.shutdown_executors()
             services.store.close()
 
@@ -50,6 +53,8 @@ def create_app(services: Services) -> Starlette:
         Route("/metrics", status.metrics, methods=["GET"]),
         Route("/admin/reload", admin.reload, methods=["POST"]),
         Route("/admin/routing", admin.routing, methods=["PUT"]),
+        *v2.routes(),
+        *dashboard_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.services = services

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -15,8 +16,12 @@ from contender.compose import Services
 from contender.errors import BadRequest, NoChampion
 from contender.http.body import read_body
 from contender.jsonio import dumps
+from contender.models import LoadedModel
 from contender.predictions.record import Feedback
-from contender.routing.router import ScoringRequest
+from contender.routing.router import Answer, ScoringRequest
+from contender.routing.table import RoutingTable
+
+T = TypeVar("T")
 
 # Bodies above this are parsed in a worker thread so they never stall other requests.
 _PARSE_INLINE_MAX_BYTES = 64 * 1024
@@ -30,19 +35,59 @@ async def invocations(request: Request) -> Response:
     services: Services = request.app.state.services
     settings = services.settings
     table = services.router.snapshot()
-    if table.champion is None:
-        raise NoChampion(f"model {settings.model!r} has no champion loaded yet; try again soon")
-    client_id = _header(request, "X-Request-ID", _MAX_REQUEST_ID_CHARS)
-    routing_key = _header(request, "X-Routing-Key", _MAX_ROUTING_KEY_CHARS)
+    champion = champion_of(services, table)
+    client_id, routing_key = identity(request)
     body = await read_body(request, settings.max_body_bytes)
     parse = partial(
         protocol.parse,
         body,
         request.headers.get("content-type"),
-        table.champion.input_spec,
+        champion.input_spec,
         settings.max_rows,
     )
-    parsed = parse() if len(body) <= _PARSE_INLINE_MAX_BYTES else await asyncio.to_thread(parse)
+    parsed = await off_loop(parse, len(body))
+    request_id, answer = await score(services, table, parsed, client_id, routing_key)
+    document = {
+        "predictions": answer.predictions,
+        "request_id": request_id,
+        "served_by": answer.served_by.value,
+        "model_version": answer.version,
+    }
+    headers = answer_headers(request_id, answer)
+    return Response(dumps(document), headers=headers, media_type=protocol.JSON_TYPE)
+
+
+# The steps below are every scoring protocol's (`/invocations`, V2's infer): one routing
+# snapshot, the same headers, one ScoringRequest through the router, so the same record
+# and metrics whatever the protocol.
+
+
+def champion_of(services: Services, table: RoutingTable) -> LoadedModel:
+    if table.champion is None:
+        model = services.settings.model
+        raise NoChampion(f"model {model!r} has no champion loaded yet; try again soon")
+    return table.champion
+
+
+def identity(request: Request) -> tuple[str | None, str | None]:
+    """The client's `X-Request-ID` and `X-Routing-Key` (None when absent)."""
+    client_id = _header(request, "X-Request-ID", _MAX_REQUEST_ID_CHARS)
+    return client_id, _header(request, "X-Routing-Key", _MAX_ROUTING_KEY_CHARS)
+
+
+async def off_loop(parse: Callable[[], T], body_bytes: int) -> T:
+    """`parse()`, in a worker thread when the body is big enough to stall other requests."""
+    return parse() if body_bytes <= _PARSE_INLINE_MAX_BYTES else await asyncio.to_thread(parse)
+
+
+async def score(
+    services: Services,
+    table: RoutingTable,
+    parsed: protocol.ParsedInput,
+    client_id: str | None,
+    routing_key: str | None,
+) -> tuple[str, Answer]:
+    """The request id (the client's, or a new one) and the router's answer."""
     request_id = client_id or services.new_request_id()
     scoring = ScoringRequest(
         request_id=request_id,
@@ -53,19 +98,15 @@ async def invocations(request: Request) -> Response:
         schema=parsed.schema,
         log_inputs=partial(protocol.log_inputs, parsed.data, services.redact),
     )
-    answer = await services.router.score(scoring, table)
-    document = {
-        "predictions": answer.predictions,
-        "request_id": request_id,
-        "served_by": answer.served_by.value,
-        "model_version": answer.version,
-    }
-    headers = {
+    return request_id, await services.router.score(scoring, table)
+
+
+def answer_headers(request_id: str, answer: Answer) -> dict[str, str]:
+    return {
         "X-Request-ID": request_id,
         "X-Served-By": answer.served_by.value,
         "X-Model-Version": answer.version,
     }
-    return Response(dumps(document), headers=headers, media_type=protocol.JSON_TYPE)
 
 
 def _header(request: Request, name: str, max_chars: int) -> str | None:
