@@ -52,3 +52,44 @@ def test_opening_twice_migrates_once_and_a_new_store_starts_at_the_latest(tmp_pa
     fresh = tmp_path / "fresh.db"
     SqlPredictionStore(f"sqlite:///{fresh}").close()
     assert _version(fresh) == LATEST_VERSION
+
+
+def _indexes(path: Path) -> dict[str, list[str]]:
+    with sqlite3.connect(path) as connection:
+        names = [row[1] for row in connection.execute("PRAGMA index_list(predictions)")]
+        return {
+            name: [row[2] for row in connection.execute(f"PRAGMA index_info({name})")]
+            for name in names
+        }
+
+
+REPORT_INDEX = "ix_predictions_model_timestamp"
+REPORT_INDEX_COLUMNS = ["model_name", "timestamp", "champion_version", "challenger_version"]
+
+
+def test_version_3_adds_the_report_index(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    shutil.copy(FIXTURE, old)
+    assert REPORT_INDEX not in _indexes(old)
+    SqlPredictionStore(f"sqlite:///{old}").close()
+    assert _indexes(old)[REPORT_INDEX] == REPORT_INDEX_COLUMNS
+    assert _version(old) == LATEST_VERSION == 3
+    fresh = tmp_path / "fresh.db"
+    SqlPredictionStore(f"sqlite:///{fresh}").close()
+    assert _indexes(fresh)[REPORT_INDEX] == REPORT_INDEX_COLUMNS
+    assert "ix_predictions_timestamp" in _indexes(fresh)  # the export's order
+
+
+def test_a_version_2_store_gets_the_index_and_one_that_has_it_is_fine(tmp_path: Path) -> None:
+    without, having = tmp_path / "v2.db", tmp_path / "v2-with-index.db"
+    for path in (without, having):
+        SqlPredictionStore(f"sqlite:///{path}").close()
+        with sqlite3.connect(path) as connection:
+            connection.execute("UPDATE contender_schema SET version = 2")
+            if path == without:
+                connection.execute(f"DROP INDEX {REPORT_INDEX}")
+    assert REPORT_INDEX not in _indexes(without)
+    for path in (without, having):
+        SqlPredictionStore(f"sqlite:///{path}").close()  # CREATE INDEX IF NOT EXISTS
+        assert _indexes(path)[REPORT_INDEX] == REPORT_INDEX_COLUMNS
+        assert _version(path) == 3

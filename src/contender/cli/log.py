@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +14,7 @@ from rich.console import Console
 
 from contender.errors import ConfigError
 from contender.predictions import export
+from contender.predictions.record import JsonValue
 from contender.predictions.store import SqlPredictionStore
 
 log_app = typer.Typer(help="The prediction log.", no_args_is_help=True)
@@ -34,29 +37,50 @@ def export_log(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="File to write; stdout without it.")
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only records from this ISO date or datetime on (UTC if no zone)."),
+    ] = None,
 ) -> None:
     """Export every record, with the fields of the log and its `label` joined."""
+    from contender.analysis.load import parse_since
+
     if format is ExportFormat.PARQUET and output is None:
         raise typer.BadParameter("parquet is binary: give a file with -o", param_hint="--format")
+    try:
+        since_at = parse_since(since) if since is not None else None
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from error
     try:
         store = SqlPredictionStore(log_store)
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--log-store") from error
     console = Console(stderr=True)
     try:
-        with console.status("exporting the prediction log…", spinner="dots"):
-            count = _write(store, format, output)
+        with console.status("exporting the prediction log…", spinner="dots"), export.paused_gc():
+            count = _write(store, format, output, since_at)
     finally:
         store.close()
     if output is not None:
         console.print(f"wrote {count} records to {output}")
 
 
-def _write(store: SqlPredictionStore, format: ExportFormat, output: Path | None) -> int:
-    records = export.labelled_records(store)
+def _write(
+    store: SqlPredictionStore, format: ExportFormat, output: Path | None, since: datetime | None
+) -> int:
+    """Streams: records and their labels chunk by chunk; parquet reads the log twice, in
+    one snapshot (`export.write_parquet`)."""
     if format is ExportFormat.PARQUET:
         assert output is not None  # checked by the caller
-        return export.write_parquet(records, str(output))
+        with store.reader(snapshot=True) as reader:
+            return export.write_parquet(lambda: export.reader_records(reader, since), str(output))
+    with store.reader() as reader:
+        return _write_text(export.reader_records(reader, since), format, output)
+
+
+def _write_text(
+    records: Iterator[dict[str, JsonValue]], format: ExportFormat, output: Path | None
+) -> int:
     if format is ExportFormat.JSONL:
         if output is None:
             return export.write_jsonl(records, sys.stdout.buffer)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contender.analysis import load
+from contender.analysis.data import LoggedRows
 from contender.analysis.labels import apply_label_table, read_labels_csv
 from contender.analysis.load import (
     VersionGroup,
@@ -240,3 +242,46 @@ def test_non_numeric_stored_labels_are_a_config_error(tmp_path: Path) -> None:
     url = _store(tmp_path / "log.db", [record("a", [0.2], [0.3])], [Feedback("a", 0, "cat")])
     with pytest.raises(ConfigError, match="label in the store 'cat' is not a number"):
         load_logged_rows(url, "m")
+
+
+def assert_same_rows(left: LoggedRows, right: LoggedRows) -> None:
+    """Every array and flag of two readings, equal (NaN where NaN)."""
+    for name in ("request_ids", "challenger_served", "fallback", "row_offsets", "labels"):
+        np.testing.assert_array_equal(getattr(left, name), getattr(right, name), err_msg=name)
+    for arm in ("champion", "challenger"):
+        a, b = getattr(left, arm), getattr(right, arm)
+        for name in ("invoked", "failed", "predicted", "skipped", "latency_ms", "scores"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        assert (a.version, a.list_valued) == (b.version, b.list_valued)
+    assert left.n_requests_other_versions == right.n_requests_other_versions
+
+
+def test_reading_in_chunks_gives_the_same_rows(
+    mixed_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = load_logged_rows(mixed_store, "m")
+    monkeypatch.setattr(load, "FETCH_SIZE", 2)  # chunks of 2 records, and of 2 labels
+    assert_same_rows(load_logged_rows(mixed_store, "m"), whole)
+
+
+def test_chunks_that_differ_in_kind_read_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk of scalar predictions after one of class probabilities, one where the
+    counts come from the inputs: the per-chunk steps must add up to one pass."""
+    records = [
+        record("a", [[0.9, 0.1]], [[0.8, 0.2]]),
+        record("b", [[0.6, 0.4], [0.3, 0.7]], None, challenger_error="timeout"),
+        record("c", [0.25], [0.5]),
+        record("d", None, None, champion_error="boom", n_inputs=2),
+        record("e", [0.75], [0.5]),
+    ]
+    url = _store(tmp_path / "log.db", records, [Feedback("b", 1, 1), Feedback("e", 0, 0)])
+    whole = load_logged_rows(url, "m")
+    monkeypatch.setattr(load, "FETCH_SIZE", 2)
+    chunked = load_logged_rows(url, "m")
+    assert_same_rows(chunked, whole)
+    assert chunked.champion.list_valued
+    np.testing.assert_array_equal(
+        chunked.champion.scores, [0.1, 0.4, 0.7, 0.25, np.nan, np.nan, 0.75]
+    )
