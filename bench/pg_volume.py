@@ -21,7 +21,7 @@
     `--repeats` runs (the largest log: `--repeats-largest`, default 2).
 
 Writes `bench/results/pg_volume.json` and `bench/results/pg_volume.md`. Every database
-is `contender_bench_*`, dropped at the end. About 20 minutes in full, 4 with `--quick`.
+is `contender_bench_*`, dropped at the end. About 20 minutes in full, 8 with `--quick`.
 """
 
 from __future__ import annotations

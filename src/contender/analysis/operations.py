@@ -6,7 +6,13 @@
   champion's answer went out; counted against the challenger (the champion's is 0).
 - Guardrails compare the two on the *paired requests* (both invoked), so traffic the
   challenger never saw (testing off) cannot flatter or hurt it:
-  - latency: challenger p99 / champion p99 must not exceed `max_latency_ratio`;
+  - latency: challenger p99 / champion p99 must not exceed `max_latency_ratio`, each
+    arm's p99 taken on the paired requests it *answered* when both answered at least
+    `MIN_SERVED_FOR_LATENCY` of them. The arm that does not answer runs as shadow work at
+    idle priority, whose wall time waits for a free core: comparing one arm's shadow
+    latency with the other's answering latency would charge the challenger for the
+    service's own load. In shadow mode (weight 0) the challenger answers nothing, and
+    all paired requests are compared;
   - errors: the challenger must not fail significantly more often (one-sided exact
     test on requests where exactly one of them failed, p < 0.05 fails the guardrail).
   A ratio that cannot be computed (no latencies logged) does not fail the guardrail.
@@ -23,6 +29,7 @@ from contender.analysis.metrics import LatencySummary, latency_summary
 from contender.analysis.paired_tests import excess_failure_p_value
 
 GUARDRAIL_ALPHA = 0.05
+MIN_SERVED_FOR_LATENCY = 30
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,16 @@ def served_share(rows: LoggedRows) -> ServedShare:
 
 def guardrails(rows: LoggedRows, max_latency_ratio: float) -> Guardrails:
     paired = rows.champion.invoked & rows.challenger.invoked
-    champion_p99 = latency_summary(rows.champion.latency_ms[paired]).p99
-    challenger_p99 = latency_summary(rows.challenger.latency_ms[paired]).p99
+    challenger_answered = paired & rows.challenger_served & ~rows.fallback
+    champion_answered = paired & ~rows.challenger_served
+    both_answered = min(challenger_answered.sum(), champion_answered.sum())
+    champion_on, challenger_on = (
+        (champion_answered, challenger_answered)
+        if both_answered >= MIN_SERVED_FOR_LATENCY
+        else (paired, paired)
+    )
+    champion_p99 = latency_summary(rows.champion.latency_ms[champion_on]).p99
+    challenger_p99 = latency_summary(rows.challenger.latency_ms[challenger_on]).p99
     ratio = challenger_p99 / champion_p99 if champion_p99 > 0 else float("nan")
     return Guardrails(
         n_paired_requests=int(paired.sum()),

@@ -27,8 +27,8 @@ def regressor_report() -> Report:
     rng = np.random.default_rng(50)
     labels = rng.normal(100, 20, 1200)
     rows = logged_rows(
-        arm_log(labels + rng.normal(0, 10, 1200)),
-        arm_log(labels + rng.normal(1, 7, 1200), version="2"),
+        arm_log(labels + rng.normal(0, 10, 1200), rows_per_request=3),
+        arm_log(labels + rng.normal(1, 7, 1200), rows_per_request=3, version="2"),
         labels,
         rows_per_request=3,
     )
