@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from contender.compose import Services
-from contender.http import admin, scoring, status, v2
+from contender.http import admin, openapi, scoring, status, v2
 from contender.http.dashboard import routes as dashboard_routes
 from contender.http.problems import EXCEPTION_HANDLERS
 
@@ -51,6 +51,7 @@ def create_app(services: Services) -> Starlette:
         Route("/version", status.versions, methods=["GET"]),
         Route("/status", status.status, methods=["GET"]),
         Route("/metrics", status.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi, methods=["GET"]),
         Route("/admin/reload", admin.reload, methods=["POST"]),
         Route("/admin/routing", admin.routing, methods=["PUT"]),
         *v2.routes(),
