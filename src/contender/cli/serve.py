@@ -96,6 +96,10 @@ def serve(
         "host": settings.host,
         "port": settings.port,
         "access_log": False,
+        # Longer than the idle timeout of the proxies in front (nginx's upstream keepalive
+        # and AWS load balancers: 60 s). uvicorn's 5 s let a proxy reuse a connection just
+        # as it was closed: the reset came back to a client as a 502 (POST is not retried).
+        "timeout_keep_alive": 75,
         "http": NoDelayHttpToolsProtocol,
     }
     if settings.workers == 1:
