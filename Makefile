@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test check demo bench bench-isolation clean
+.PHONY: test check demo bench bench-isolation soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: $(STAMP)
 # Only the isolation case: a costly challenger in shadow mode against the champion alone.
 bench-isolation: $(STAMP)
 	$(BIN)/python bench/run.py --isolation
+
+# A 10-minute soak of one service: mixed traffic, promotions, a store outage (not a test).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) demo contender.db
