@@ -6,6 +6,7 @@
     │   ├── PayloadTooLarge        413
     │   └── NotFound               404 (a model or version this service does not serve)
     ├── NoChampion            no champion is loaded yet (503)
+    ├── StoreUnavailable      the log store refuses writes that cannot wait (503)
     ├── ModelFailure          a model raised while predicting (500 for the champion)
     ├── RemoteModelError      a model raised in the shadow process (its own `Type: message`)
     └── ConfigError           settings or command-line values that cannot work
@@ -43,6 +44,14 @@ class NotFound(BadRequest):
 class NoChampion(ContenderError):
     status_code = 503
     error_code = "NO_CHAMPION"
+
+
+class StoreUnavailable(ContenderError):
+    """The log store refused a write that is not buffered (labels): retry later."""
+
+    status_code = 503
+    error_code = "LOG_STORE_UNAVAILABLE"
+    retry_after_s = 5
 
 
 class ModelFailure(ContenderError):

@@ -76,6 +76,7 @@ def ride_out_an_outage(
     registered: Registered,
     outage: Callable[[], Callable[[], None]],
     postgres: str | None = None,
+    while_down: Callable[[], list[str]] = list,
 ) -> Load:
     """Traffic before, during and after `outage()` (which returns what ends it)."""
     load = Load([service.url], split_body(registered.trained.rows.iloc[[5]]))
@@ -94,6 +95,7 @@ def ride_out_an_outage(
             assert status["healthy"] is False
             assert status["spilled"] > 0
             assert status["buffered"] < 1000
+            extra_acknowledged = while_down()
             load.wait_for_answers_after(began + OUTAGE_S, count=1)  # the outage lasts 15 s
         finally:
             end_outage()
@@ -105,7 +107,7 @@ def ride_out_an_outage(
     during = load.latencies_between(began, ended)
     assert len(during) > 100
     assert float(np.percentile(during, 99)) < 1.0, "p99 during the outage"
-    acknowledged = [*load.acknowledged]
+    acknowledged = [*load.acknowledged, *extra_acknowledged]
     poll_until(
         lambda: True if set(acknowledged) <= set(stored_ids(service, postgres)) else None,
         timeout_s=60,
@@ -139,7 +141,24 @@ def test_a_locked_sqlite_store_loses_nothing(
 
         return release
 
-    ride_out_an_outage(service, spill_dir, registered, lock)
+    def labels_are_refused_but_the_connection_serves_on() -> list[str]:
+        with httpx.Client(base_url=service.url, timeout=30) as client:
+            refused = client.post("/feedback", json={"request_id": "r", "label": 1})
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error_code"] == "LOG_STORE_UNAVAILABLE"
+            assert refused.headers["Retry-After"] == "5"
+            body = split_body(registered.trained.rows.iloc[[1]])
+            answer = client.post("/invocations", json=body)
+            assert answer.status_code == 200
+            return [answer.headers["X-Request-ID"]]
+
+    ride_out_an_outage(
+        service,
+        spill_dir,
+        registered,
+        lock,
+        while_down=labels_are_refused_but_the_connection_serves_on,
+    )
 
 
 @pytest.fixture

@@ -486,6 +486,11 @@ _PATHS: dict[str, dict[str, Any]] = {
             "responses": {
                 "200": _ok("The labels were accepted.", _ref("FeedbackResponse")),
                 **_errors(400, 413, 500),
+                **_errors(
+                    503,
+                    r503="The log store is down: nothing was stored; retry after "
+                    "the `Retry-After` seconds.",
+                ),
             },
         }
     },

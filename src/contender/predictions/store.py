@@ -31,7 +31,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from contender.errors import ConfigError
+from contender.errors import ConfigError, StoreUnavailable
 from contender.jsonio import dumps
 from contender.predictions.record import Feedback, JsonValue, PredictionRecord
 from contender.predictions.schema import feedback_table, predictions_table, upgrade
@@ -165,16 +165,24 @@ class SqlPredictionStore:
                 cursor.execute(_INSERT_FROM_STAGING)
 
     def add_feedback(self, items: Sequence[Feedback]) -> list[str]:
+        """`StoreUnavailable` when the database cannot take them now (locked, down)."""
         ids = sorted({item.request_id for item in items})
         rows = [{"request_id": i.request_id, "row": i.row, "label": i.label} for i in items]
-        with self._engine.begin() as connection:
-            known = self._known_ids(connection, ids)
-            if rows:
-                statement = self._insert(feedback_table)
-                statement = statement.on_conflict_do_update(
-                    index_elements=["request_id", "row"], set_={"label": statement.excluded.label}
-                )
-                connection.execute(statement, rows)
+        try:
+            with self._engine.begin() as connection:
+                known = self._known_ids(connection, ids)
+                if rows:
+                    statement = self._insert(feedback_table)
+                    statement = statement.on_conflict_do_update(
+                        index_elements=["request_id", "row"],
+                        set_={"label": statement.excluded.label},
+                    )
+                    connection.execute(statement, rows)
+        except sa.exc.OperationalError as error:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+            raise StoreUnavailable(
+                f"the log store cannot take labels now ({reason}); nothing was stored, retry"
+            ) from error
         return [request_id for request_id in ids if request_id not in known]
 
     @staticmethod
