@@ -8,13 +8,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import httpx2 as httpx
+import psycopg
 
 T = TypeVar("T")
+POSTGRES = "postgresql://127.0.0.1:5432"
+"""The local PostgreSQL the tests use (trust auth); `test` is its administration database."""
 BIN = Path(sys.executable).parent
 
 
@@ -89,3 +94,18 @@ def wait_http_ok(url: str, process: Process, timeout_s: float) -> None:
         return True if httpx.get(url, timeout=2.0).status_code == 200 else None
 
     poll_until(check, timeout_s=timeout_s, interval_s=0.25, what=url)
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new empty database on the local PostgreSQL: yields its URL, drops it afterwards
+    (connections allowed again first, in case a test refused them)."""
+    name = f"contender_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

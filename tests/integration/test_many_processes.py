@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -33,11 +32,18 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_serving import split_body
 from tests.integration.traffic import Load, post_on_a_new_connection
-from tests.support import BIN, Process, free_port, poll_until, run_cli, wait_http_ok
+from tests.support import (
+    BIN,
+    Process,
+    free_port,
+    fresh_postgres_database,
+    poll_until,
+    run_cli,
+    wait_http_ok,
+)
 
 pytestmark = pytest.mark.integration
 
-POSTGRES = "postgresql://127.0.0.1:5432"
 REPLICA_MODEL = "churn-replicas"
 POLL_S = 2.0
 TOKEN = "replica-token"
@@ -117,14 +123,8 @@ def replica_model(mlflow_server: MlflowServer, registered: Registered) -> str:
 
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
-    name = f"contender_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def nginx_binary() -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,12 +31,11 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_serving import split_body
 from tests.integration.traffic import Load
-from tests.support import BIN, poll_until, run_cli
+from tests.support import BIN, POSTGRES, fresh_postgres_database, poll_until, run_cli
 
 pytestmark = pytest.mark.integration
 
 OUTAGE_S = 15.0
-POSTGRES = "postgresql://127.0.0.1:5432"
 
 
 def stored_ids(service: Service, postgres: str | None = None) -> list[str]:
@@ -163,15 +161,9 @@ def test_a_locked_sqlite_store_loses_nothing(
 
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
-    name = f"contender_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    """The name of a fresh database."""
+    with fresh_postgres_database() as url:
+        yield url.rsplit("/", 1)[1]
 
 
 def test_a_postgres_store_that_refuses_connections_loses_nothing(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,24 +19,17 @@ from contender.predictions.store import SqlPredictionStore
 from tests import export_cases
 from tests.integration.conftest import STAGES_MODEL, Registered, ServiceFactory
 from tests.integration.test_serving import send_all, split_body
-from tests.support import poll_until
+from tests.support import fresh_postgres_database, poll_until
 from tests.unit.analysis.test_load import assert_same_rows
 
 pytestmark = pytest.mark.integration
-SERVER = "postgresql://127.0.0.1:5432"
 
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A fresh database for this module, dropped afterwards."""
-    name = f"contender_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def record(request_id: str, rows: int = 1) -> PredictionRecord:
@@ -95,14 +87,8 @@ def test_two_workers_share_one_postgres_log(
 @pytest.fixture
 def fresh_url() -> Iterator[str]:
     """A database of its own for each test below: they count and compare every record."""
-    name = f"contender_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def _stored(url: str) -> dict[str, dict[str, JsonValue]]:

@@ -28,10 +28,9 @@ no record matches, a prediction or label is not a number.
 
 from __future__ import annotations
 
-import gc
 import itertools
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain, compress
@@ -55,6 +54,7 @@ from contender.analysis.data import (
 from contender.analysis.data import row_offsets_from_counts as _offsets
 from contender.analysis.labels import values_to_floats
 from contender.errors import ConfigError
+from contender.predictions.export import paused_gc
 from contender.predictions.store import feedback_table, predictions_table
 
 _P = predictions_table.c
@@ -488,24 +488,13 @@ def _store_labels(connection: sa.Connection, where: list[Any], rows: LoggedRows)
     return labels
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # Millions of small lists and tuples make the cyclic collector rescan the heap over
-    # and over (7x slower parsing here); the reader creates no reference cycles.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def load_logged_rows(url: str, model: str, since: datetime | None = None) -> LoggedRows:
     """Read the model's records and stored labels (see the module docstring)."""
     engine = open_engine(url)
     try:
-        with engine.connect() as connection, _gc_paused():
+        # Millions of small lists and tuples made the cyclic collector rescan the heap
+        # over and over (7x slower parsing); the reader creates no reference cycles.
+        with engine.connect() as connection, paused_gc():
             return _load(connection, engine.dialect.name, model, since)
     except sa.exc.OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
