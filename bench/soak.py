@@ -138,6 +138,8 @@ class Tally:
     by_kind: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, status)
     acknowledged: list[str] = field(default_factory=list)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=500))
+    # Labels the service accepted (200 stored, 202 buffered during the outage); last wins.
+    labels: dict[str, int] = field(default_factory=dict)
     server_errors: list[dict[str, Any]] = field(default_factory=list)
     bad_accepted: Counter[str] = field(default_factory=Counter)
     client_errors: list[str] = field(default_factory=list)
@@ -215,7 +217,7 @@ class Client(threading.Thread):
         finally:
             connection.close()
         self.tally.note(kind, response.status, sent - self.t0, time.monotonic() - sent, payload)
-        return payload if response.status == 200 else None
+        return payload if response.status in (200, 202) else None
 
     def _invoke(self, kind: str) -> None:
         content_type, body = build_request(kind, self._rows())
@@ -230,8 +232,11 @@ class Client(threading.Thread):
         with self.tally.lock:
             ids = list(self.tally.recent)[-50:]
         if ids:
-            label = {"request_id": self.rng.choice(ids), "label": self.rng.randint(0, 1)}
-            self._post("feedback", "/feedback", "application/json", _dumps(label))
+            request_id, value = self.rng.choice(ids), self.rng.randint(0, 1)
+            label = {"request_id": request_id, "label": value}
+            if self._post("feedback", "/feedback", "application/json", _dumps(label)) is not None:
+                with self.tally.lock:
+                    self.tally.labels[request_id] = value
 
 
 # --- the service, its memory, its store ----------------------------------------------
@@ -290,10 +295,10 @@ def stored_ids(db: Path) -> list[str]:
         return [row[0] for row in connection.execute("SELECT request_id FROM predictions")]
 
 
-def stored_labels(db: Path) -> int:
+def stored_labels(db: Path) -> dict[str, int]:
     with contextlib.closing(sqlite3.connect(db)) as connection:
-        count: int = connection.execute("SELECT count(*) FROM feedback").fetchone()[0]
-        return count
+        rows = connection.execute("SELECT request_id, label FROM feedback WHERE row = 0")
+        return {request_id: int(label) for request_id, label in rows}
 
 
 # --- the soak ------------------------------------------------------------------------
@@ -507,6 +512,7 @@ def _results(
     stored = Counter(ids)
     acknowledged = Counter(tally.acknowledged)
     ack_set, stored_set = set(acknowledged), set(stored)
+    labels = stored_labels(db)
     spill_left = sorted(p.name for p in spill_dir.iterdir()) if spill_dir.exists() else []
     during = [(t, b) for t, b, _ in obs.rss if t <= traffic_s]
     baseline = next(((t, b) for t, b in during if t >= RSS_BASELINE_S), None)
@@ -522,6 +528,7 @@ def _results(
         "acknowledged_stored_exactly_once": ack_set == stored_set
         and all(n == 1 for n in stored.values())
         and all(n == 1 for n in acknowledged.values()),
+        "acknowledged_labels_stored": labels == tally.labels,
         "spill_loaded_back": not spill_left and drained is not None,
         "promotions_picked_up": promotions_done > 0 and picked_up == promotions_done,
         "outage_spilled": obs.spilled_max > 0 or obs.spill_files_max > 0,
@@ -585,7 +592,11 @@ def _results(
             "acknowledged_missing": len(ack_set - stored_set),
             "stored_not_acknowledged": len(stored_set - ack_set),
             "missing_sample": sorted(ack_set - stored_set)[:10],
-            "labels_stored": stored_labels(db),
+            "labels_acknowledged": len(tally.labels),
+            "labels_stored": len(labels),
+            "labels_missing_or_different": sum(
+                1 for request_id, value in tally.labels.items() if labels.get(request_id) != value
+            ),
         },
         "final_log_store_status": final_status.get("log_store"),
         "reloads_seen_by_service": len(final_status.get("reloads") or []),
@@ -662,7 +673,12 @@ def print_summary(result: dict[str, Any]) -> None:
         f"{rec['duplicates_in_store']}",
         "",
     )
-    table.add_row("labels stored", str(rec["labels_stored"]), "")
+    table.add_row(
+        "labels accepted / stored / missing",
+        f"{rec['labels_acknowledged']} / {rec['labels_stored']} / "
+        f"{rec['labels_missing_or_different']}",
+        mark(goals["acknowledged_labels_stored"]),
+    )
     console.print(table)
     if req["server_errors"]:
         console.print("[red]5xx answers (first ones):[/red]")
@@ -700,7 +716,8 @@ def write_markdown(path: Path, result: dict[str, Any], png: str | None) -> None:
         f"| acknowledged / stored | {rec['acknowledged']} / {rec['stored']} |",
         f"| missing / not acknowledged / duplicates | {rec['acknowledged_missing']} / "
         f"{rec['stored_not_acknowledged']} / {rec['duplicates_in_store']} |",
-        f"| labels stored | {rec['labels_stored']} |",
+        f"| labels accepted / stored / missing | {rec['labels_acknowledged']} / "
+        f"{rec['labels_stored']} / {rec['labels_missing_or_different']} |",
         "",
         f"RSS every {RSS_EVERY_S:.0f} s ({min(mib, default=0):.0f}-{max(mib, default=0):.0f} MiB):",
         "",

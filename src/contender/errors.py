@@ -6,7 +6,7 @@
     │   ├── PayloadTooLarge        413
     │   └── NotFound               404 (a model or version this service does not serve)
     ├── NoChampion            no champion is loaded yet (503)
-    ├── StoreUnavailable      the log store refuses writes that cannot wait (503)
+    ├── StoreUnavailable      the log store cannot take a write now (the writer buffers it)
     ├── ModelFailure          a model raised while predicting (500 for the champion)
     ├── RemoteModelError      a model raised in the shadow process (its own `Type: message`)
     └── ConfigError           settings or command-line values that cannot work
@@ -47,11 +47,7 @@ class NoChampion(ContenderError):
 
 
 class StoreUnavailable(ContenderError):
-    """The log store refused a write that is not buffered (labels): retry later."""
-
-    status_code = 503
-    error_code = "LOG_STORE_UNAVAILABLE"
-    retry_after_s = 5
+    """The log store refused a write (locked, down): the caller buffers it and retries."""
 
 
 class ModelFailure(ContenderError):

@@ -4,7 +4,8 @@ An SQLite store held under an exclusive lock, a PostgreSQL database that refuses
 connections, each for 15 s while clients send requests to a real `contender serve`: every
 request is answered, the records past the small in-memory buffer spill to files that the
 service loads back by itself, and afterwards the store holds every acknowledged request
-exactly once. A SIGTERM during an outage exits in time with the rest in the spill
+exactly once. Labels sent meanwhile are accepted (202) and stored once the store is back.
+A SIGTERM during an outage exits in time with the rest (records and labels) in the spill
 directory, and `contender log recover` brings the store to exactly the acknowledged set.
 """
 
@@ -45,6 +46,22 @@ def stored_ids(service: Service, postgres: str | None = None) -> list[str]:
             return [row[0] for row in connection.execute("SELECT request_id FROM predictions")]
     with psycopg.connect(postgres) as connection:
         return [row[0] for row in connection.execute("SELECT request_id FROM predictions")]
+
+
+def stored_labels(service: Service) -> dict[str, int]:
+    with sqlite3.connect(log_path_of(service)) as connection:
+        rows = connection.execute("SELECT request_id, label FROM feedback WHERE row = 0")
+        return {request_id: int(label) for request_id, label in rows}
+
+
+def send_labels_while_down(service: Service, labels: dict[str, int]) -> None:
+    """Labels posted during the outage are accepted for later, and the connection serves on."""
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        for request_id, label in labels.items():
+            answer = client.post("/feedback", json={"request_id": request_id, "label": label})
+            assert answer.status_code == 202, answer.text
+            assert answer.json() == {"accepted": 1, "unknown_request_ids": [], "buffered": True}
+        assert client.get("/ping").status_code == 200
 
 
 def spilled_ids(spill_dir: Path) -> set[str]:
@@ -112,7 +129,7 @@ def ride_out_an_outage(
         what="every acknowledged record in the store",
     )
     poll_until(
-        lambda: True if not list(spill_dir.glob("spill-*")) else None,
+        lambda: True if not list(spill_dir.iterdir()) else None,
         timeout_s=30,
         what="the spill files to be loaded back and removed",
     )
@@ -139,23 +156,24 @@ def test_a_locked_sqlite_store_loses_nothing(
 
         return release
 
-    def labels_are_refused_but_the_connection_serves_on() -> list[str]:
-        with httpx.Client(base_url=service.url, timeout=30) as client:
-            refused = client.post("/feedback", json={"request_id": "r", "label": 1})
-            assert refused.status_code == 503, refused.text
-            assert refused.json()["error_code"] == "LOG_STORE_UNAVAILABLE"
-            assert refused.headers["Retry-After"] == "5"
-            body = split_body(registered.trained.rows.iloc[[1]])
-            answer = client.post("/invocations", json=body)
-            assert answer.status_code == 200
-            return [answer.headers["X-Request-ID"]]
+    labels: dict[str, int] = {}
 
-    ride_out_an_outage(
-        service,
-        spill_dir,
-        registered,
-        lock,
-        while_down=labels_are_refused_but_the_connection_serves_on,
+    def score_and_label_while_down() -> list[str]:
+        with httpx.Client(base_url=service.url, timeout=30) as client:
+            body = split_body(registered.trained.rows.iloc[[1]])
+            answers = [client.post("/invocations", json=body) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [200] * 3
+        ids = [answer.headers["X-Request-ID"] for answer in answers]
+        labels.update({ids[0]: 1, ids[1]: 0, "not-a-logged-request": 1})
+        send_labels_while_down(service, labels)
+        return ids
+
+    ride_out_an_outage(service, spill_dir, registered, lock, while_down=score_and_label_while_down)
+    # A label waits in memory or in a spill file, but lands, unknown request id or not.
+    poll_until(
+        lambda: True if stored_labels(service) == labels else None,
+        timeout_s=30,
+        what="the labels sent during the outage in the store",
     )
 
 
@@ -204,6 +222,8 @@ def test_a_sigterm_during_an_outage_spills_the_rest_and_recover_loads_it(
         holder = sqlite3.connect(log_path_of(service), isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         load.wait_for_answers_after(time.time(), count=300)
+        labels = {load.acknowledged[0]: 1, load.acknowledged[-1]: 0}
+        send_labels_while_down(service, labels)
     finally:
         finish()
     assert load.failures == []
@@ -227,5 +247,6 @@ def test_a_sigterm_during_an_outage_spills_the_rest_and_recover_loads_it(
     ids = stored_ids(service)
     assert len(ids) == len(set(ids))
     assert set(ids) == acknowledged
+    assert stored_labels(service) == labels
     assert SpillDirectory(spill_dir).finished() == []
     assert not list(spill_dir.iterdir())

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from contender.compose import build_services
+from contender.errors import StoreUnavailable
 from contender.http.app import create_app
 from contender.http.openapi import DOCUMENT
 from contender.settings import Settings
@@ -162,6 +163,21 @@ def test_feedback_single_and_list(client: TestClient) -> None:
     bad = client.post("/feedback", json={"label": 1})
     assert bad.status_code == 400
     check(bad, "/feedback")
+
+
+def test_feedback_while_the_store_is_down(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(items: Any) -> list[str]:
+        raise StoreUnavailable("the log store cannot take labels now (database is locked)")
+
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+    monkeypatch.setattr(store, "add_feedback", refuse)
+    one = {"request_id": "during-the-outage", "label": 1}
+    response = client.post("/feedback", json=one)
+    assert response.status_code == 202, response.text
+    assert response.json()["buffered"] is True
+    check(response, "/feedback", one)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from contender.metrics import ServiceMetrics
-from contender.predictions.record import ArmOutcome, PredictionRecord
+from contender.predictions.record import ArmOutcome, Feedback, PredictionRecord
 from contender.predictions.spill import SpillDirectory
 from contender.predictions.writer import LogWriter
 from tests.fakes import ListStore
@@ -66,9 +66,70 @@ class SwitchableStore(ListStore):
             raise ConnectionError("connection refused")
         super().append_many(records)
 
+    def add_feedback(self, items: Any) -> list[str]:
+        if self.down.is_set():
+            raise ConnectionError("connection refused")
+        return super().add_feedback(items)
+
 
 def ids(records: Iterable[PredictionRecord]) -> list[str]:
     return [record.request_id for record in records]
+
+
+def no_labels(labels: Any) -> None:
+    raise AssertionError(f"no labels were spilled, yet {labels} were loaded")
+
+
+def label(i: int) -> Feedback:
+    return Feedback(f"r{i}", 0, i % 2)
+
+
+def test_labels_submitted_during_an_outage_are_stored_once_it_ends(tmp_path: Path) -> None:
+    store = SwitchableStore()
+    store.down.set()
+    writer = LogWriter(
+        store,
+        ServiceMetrics(CollectorRegistry()),
+        spill=SpillDirectory(tmp_path / "spill"),
+        retry_delays_s=(0.01,),
+    )
+    writer.start()
+    writer.submit(record(0))
+    writer.submit_labels([label(0), label(1)])
+    poll_until(lambda: True if writer.buffered == 3 else None, timeout_s=5, what="buffered")
+    store.down.clear()
+    poll_until(lambda: store.feedback or None, timeout_s=5, what="the labels to land")
+    writer.close()
+    assert store.labels() == {("r0", 0): 0, ("r1", 0): 1}
+    assert ids(store.records) == ["r0"]
+
+
+def test_labels_past_the_buffer_or_at_close_spill_and_load_back(tmp_path: Path) -> None:
+    store = SwitchableStore()
+    store.down.set()
+    spill = SpillDirectory(tmp_path / "spill")
+    writer = LogWriter(
+        store,
+        ServiceMetrics(CollectorRegistry()),
+        spill=spill,
+        buffer_records=20,
+        batch_size=10,
+        retry_delays_s=(0.05,),
+        close_deadline_s=0.5,
+    )
+    writer.start()
+    writer.submit_labels([label(i) for i in range(100)])
+    poll_until(lambda: True if writer.spilled >= 70 else None, timeout_s=10, what="a spill")
+    writer.submit(record(1))
+    writer.close()
+    assert store.feedback == []
+    assert spill.pending_records() == 101
+    assert {path.name.split("-")[0] for path in spill.finished()} == {"labels", "spill"}
+    store.down.clear()
+    loaded = SpillDirectory(spill.path).load_into(store.append_many, store.add_feedback)
+    assert (loaded.records, loaded.labels) == (1, 100)
+    assert store.labels() == {(f"r{i}", 0): i % 2 for i in range(100)}
+    assert spill.finished() == []
 
 
 def test_an_outage_past_the_buffer_spills_and_loads_back_by_itself(tmp_path: Path) -> None:
@@ -121,7 +182,7 @@ def test_close_during_an_outage_spills_everything_by_the_deadline(tmp_path: Path
     assert spill.pending_records() == 300
     # `contender log recover` later: every record once.
     store.down.clear()
-    loaded = SpillDirectory(tmp_path / "spill").load_into(store.append_many)
+    loaded = SpillDirectory(tmp_path / "spill").load_into(store.append_many, store.add_feedback)
     assert loaded.records == 300
     assert sorted(ids(store.records)) == sorted(f"r{i}" for i in range(300))
     assert spill.finished() == []
@@ -132,7 +193,7 @@ def test_a_spilled_record_reads_back_as_it_was(tmp_path: Path) -> None:
     original = record(7)
     spill.write([original])
     back: list[PredictionRecord] = []
-    spill.load_into(back.extend)
+    spill.load_into(back.extend, no_labels)
     assert [r.to_row() for r in back] == [original.to_row()]
 
 
@@ -150,7 +211,7 @@ def test_a_crashed_write_leaves_a_part_file_that_recover_loads_minus_the_torn_li
     assert here.finished() == []
     assert here.orphaned() == [torn]
     stored: list[PredictionRecord] = []
-    loaded = here.load_into(stored.extend, include_orphans=True)
+    loaded = here.load_into(stored.extend, no_labels, include_orphans=True)
     assert (loaded.records, loaded.torn_lines) == (2, 1)
     assert ids(stored) == ["r1", "r2"]
     assert list(tmp_path.iterdir()) == []
@@ -164,6 +225,6 @@ def test_a_file_that_fails_to_store_is_put_back(tmp_path: Path) -> None:
         raise ConnectionError("down")
 
     with pytest.raises(ConnectionError):
-        spill.load_into(refuse)
+        spill.load_into(refuse, no_labels)
     assert len(spill.finished()) == 1
     assert spill.pending_records() == 1

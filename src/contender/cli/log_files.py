@@ -1,7 +1,7 @@
 """`contender log recover` and `contender log import`: records from files into the store.
 
-`recover` loads the spill directory (files the service wrote during a store outage,
-including those a crashed process left half-written), then removes what it loaded.
+`recover` loads the spill directory (records and labels the service wrote during a store
+outage, including those a crashed process left half-written), then removes what it loaded.
 `import` loads records in the export's JSONL form; a `label` field is stored as feedback.
 Both are idempotent on `request_id`: running them twice stores nothing twice.
 """
@@ -40,7 +40,7 @@ def recover(
     ] = Path("contender-spill"),
     log_store: LogStore = "sqlite:///contender.db",
 ) -> None:
-    """Load spilled records into the store, then remove the files it loaded."""
+    """Load spilled records and labels into the store, then remove the files it loaded."""
     spill = SpillDirectory(spill_dir)
     pending = spill.finished() + spill.orphaned()
     console = Console(stderr=True, soft_wrap=True)
@@ -50,7 +50,7 @@ def recover(
     store = _open(log_store)
     try:
         with console.status(f"loading {len(pending)} spill files…", spinner="dots"):
-            loaded = spill.load_into(store.append_many, include_orphans=True)
+            loaded = spill.load_into(store.append_many, store.add_feedback, include_orphans=True)
     except Exception as error:
         console.print(f"[red]error:[/red] the store refused the records: {error}")
         console.print("the files not loaded are still in the spill directory")
@@ -58,7 +58,8 @@ def recover(
     finally:
         store.close()
     torn = f", {loaded.torn_lines} torn lines skipped" if loaded.torn_lines else ""
-    console.print(f"recovered {loaded.records} records from {loaded.files} files{torn}")
+    labels = f" and {loaded.labels} labels" if loaded.labels else ""
+    console.print(f"recovered {loaded.records} records{labels} from {loaded.files} files{torn}")
 
 
 def _feedback(row: dict[str, JsonValue]) -> list[Feedback]:

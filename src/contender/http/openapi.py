@@ -130,7 +130,14 @@ _SCHEMAS: dict[str, Schema] = {
                 "description": "Ids not in the log yet: their labels are kept and join "
                 "when the record lands.",
             },
-        }
+        },
+        {
+            "buffered": {
+                **_BOOLEAN,
+                "description": "true (202 only): the store is down, the labels wait in the "
+                "service's buffer and the ids are not checked yet.",
+            }
+        },
     ),
     "Status": _object({"status": _STRING}),
     "Versions": _object({"contender": _STRING, "mlflow": _STRING}),
@@ -484,13 +491,13 @@ _PATHS: dict[str, dict[str, Any]] = {
             "tags": ["scoring"],
             "requestBody": {"required": True, "content": _json(_ref("FeedbackRequest"))},
             "responses": {
-                "200": _ok("The labels were accepted.", _ref("FeedbackResponse")),
-                **_errors(400, 413, 500),
-                **_errors(
-                    503,
-                    r503="The log store is down: nothing was stored; retry after "
-                    "the `Retry-After` seconds.",
+                "200": _ok("The labels were stored.", _ref("FeedbackResponse")),
+                "202": _ok(
+                    "The log store is down: the labels are kept (spilled to disk past the "
+                    "buffer) and stored once it is back; request ids are not checked.",
+                    _ref("FeedbackResponse"),
                 ),
+                **_errors(400, 413, 500),
             },
         }
     },

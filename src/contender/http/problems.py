@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from contender.errors import BadRequest, ContenderError, ModelFailure, NoChampion, StoreUnavailable
+from contender.errors import BadRequest, ContenderError, ModelFailure, NoChampion
 from contender.jsonio import dumps
 
 _log = logging.getLogger(__name__)
@@ -20,9 +20,6 @@ def problem(status_code: int, error_code: str, message: str, **headers: str) -> 
 
 
 async def contender_error(_request: Request, error: Exception) -> Response:
-    if isinstance(error, StoreUnavailable):
-        retry = str(error.retry_after_s)
-        return problem(error.status_code, error.error_code, str(error), **{"Retry-After": retry})
     if isinstance(error, BadRequest | NoChampion | ModelFailure):
         return problem(error.status_code, error.error_code, str(error))
     return await unexpected_error(_request, error)

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from contender import protocol
 from contender.compose import Services
-from contender.errors import BadRequest, NoChampion
+from contender.errors import BadRequest, NoChampion, StoreUnavailable
 from contender.http.body import read_body
 from contender.jsonio import dumps
 from contender.models import LoadedModel
@@ -124,9 +124,20 @@ async def feedback(request: Request) -> Response:
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from error
     items = _feedback_items(document)
-    unknown = await asyncio.to_thread(services.store.add_feedback, items)
-    answer = {"accepted": len(items), "unknown_request_ids": unknown}
-    return Response(dumps(answer), media_type=protocol.JSON_TYPE)
+    writer = services.writer
+    if writer.healthy:
+        try:
+            unknown = await asyncio.to_thread(services.store.add_feedback, items)
+        except StoreUnavailable:
+            pass  # buffered below, like the records of the same outage
+        else:
+            answer = {"accepted": len(items), "unknown_request_ids": unknown}
+            return Response(dumps(answer), media_type=protocol.JSON_TYPE)
+    # The store is down: the writer keeps the labels (spilling past its bound) and stores
+    # them once it is back. 202: accepted, with the request ids not checked yet.
+    writer.submit_labels(items)
+    answer = {"accepted": len(items), "unknown_request_ids": [], "buffered": True}
+    return Response(dumps(answer), status_code=202, media_type=protocol.JSON_TYPE)
 
 
 def _feedback_items(document: Any) -> list[Feedback]:

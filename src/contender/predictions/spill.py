@@ -1,4 +1,7 @@
-"""The spill directory: prediction records the store could not take, as JSONL files.
+"""The spill directory: prediction records and labels the store could not take, as JSONL.
+
+Records go to `spill-*.jsonl` files (a record's row of SPEC section 4 a line), labels to
+`labels-*.jsonl` (`{"request_id", "row", "label"}` a line).
 
 Each spill is one file, written as `<name>.jsonl.part`, fsynced, then renamed to
 `<name>.jsonl`: a reader never sees a half-written file, and a crash mid-write leaves
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +26,14 @@ import orjson
 
 from contender.jsonio import dumps
 from contender.pids import pid_alive
-from contender.predictions.record import JsonValue, PredictionRecord
+from contender.predictions.record import Feedback, JsonValue, PredictionRecord
 
 _log = logging.getLogger(__name__)
 
 _OWNED = re.compile(r"-(?P<pid>\d+)-\d+\.jsonl\.part$|\.jsonl\.loading-(?P<loader>\d+)$")
+
+
+_KINDS = ("spill", "labels")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,7 @@ class Loaded:
     files: int
     records: int
     torn_lines: int
+    labels: int = 0
 
 
 class SpillDirectory:
@@ -45,13 +52,21 @@ class SpillDirectory:
 
     def write(self, records: Sequence[PredictionRecord]) -> Path:
         """Spill `records` to one new file, durably; returns its path."""
+        return self._write("spill", (record.to_row() for record in records))
+
+    def write_labels(self, labels: Sequence[Feedback]) -> Path:
+        """Spill `labels` to one new file, durably; returns its path."""
+        rows = ({"request_id": i.request_id, "row": i.row, "label": i.label} for i in labels)
+        return self._write("labels", rows)
+
+    def _write(self, kind: str, rows: Iterable[dict[str, JsonValue]]) -> Path:
         self.path.mkdir(parents=True, exist_ok=True)
         self._sequence += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        final = self.path / f"spill-{stamp}-{self._pid}-{self._sequence}.jsonl"
+        final = self.path / f"{kind}-{stamp}-{self._pid}-{self._sequence}.jsonl"
         part = final.with_name(final.name + ".part")
         with part.open("wb") as out:
-            out.write(b"".join(dumps(record.to_row()) + b"\n" for record in records))
+            out.write(b"".join(dumps(row) + b"\n" for row in rows))
             out.flush()
             os.fsync(out.fileno())
         part.rename(final)
@@ -60,14 +75,20 @@ class SpillDirectory:
 
     def finished(self) -> list[Path]:
         """Spill files ready to load, oldest first."""
-        return sorted(self.path.glob("spill-*.jsonl")) if self.path.is_dir() else []
+        return self._sorted("jsonl")
+
+    def _sorted(self, suffix: str) -> list[Path]:
+        if not self.path.is_dir():
+            return []
+        paths = [path for kind in _KINDS for path in self.path.glob(f"{kind}-*.{suffix}")]
+        return sorted(paths, key=lambda path: path.name.split("-", 1)[1])  # by time
 
     def orphaned(self) -> list[Path]:
         """Files a process that no longer runs left half-written or half-loaded."""
         if not self.path.is_dir():
             return []
         found = []
-        for path in sorted(self.path.glob("spill-*.jsonl.*")):
+        for path in self._sorted("jsonl.*"):
             match = _OWNED.search(path.name)
             if match is None:
                 continue
@@ -77,7 +98,7 @@ class SpillDirectory:
         return found
 
     def pending_records(self) -> int:
-        """Records in finished spill files (lines; a torn line counts too)."""
+        """Records and labels in finished spill files (lines; a torn line counts too)."""
         total = 0
         for path in self.finished():
             try:
@@ -90,6 +111,7 @@ class SpillDirectory:
     def load_into(
         self,
         store_records: Callable[[Sequence[PredictionRecord]], None],
+        store_labels: Callable[[Sequence[Feedback]], object],
         *,
         include_orphans: bool = False,
         chunk: int = 5000,
@@ -98,24 +120,30 @@ class SpillDirectory:
         """Store every finished file (and, with `include_orphans`, what crashed processes
         left), deleting each once it is stored; a file that fails to store is put back."""
         candidates = self.finished() + (self.orphaned() if include_orphans else [])
-        files = records = torn = 0
+        files = records = labels = torn = 0
         for path in candidates[:limit_files]:
             claimed = self._claim(path)
             if claimed is None:
                 continue
             try:
                 rows, torn_here = read_rows(claimed)
-                parsed = [PredictionRecord.from_row(row) for row in rows]
-                for start in range(0, len(parsed), chunk):
-                    store_records(parsed[start : start + chunk])
+                if path.name.startswith("labels-"):
+                    parsed_labels = [_label(row) for row in rows]
+                    for start in range(0, len(parsed_labels), chunk):
+                        store_labels(parsed_labels[start : start + chunk])
+                    labels += len(parsed_labels)
+                else:
+                    parsed = [PredictionRecord.from_row(row) for row in rows]
+                    for start in range(0, len(parsed), chunk):
+                        store_records(parsed[start : start + chunk])
+                    records += len(parsed)
             except Exception:
                 claimed.rename(path.with_name(_base_name(path.name)))  # back for a later try
                 raise
             claimed.unlink()
             files += 1
-            records += len(parsed)
             torn += torn_here
-        return Loaded(files, records, torn)
+        return Loaded(files, records, torn, labels)
 
     def _claim(self, path: Path) -> Path | None:
         claimed = path.with_name(f"{_base_name(path.name)}.loading-{self._pid}")
@@ -143,6 +171,13 @@ def read_rows(path: Path) -> tuple[list[dict[str, JsonValue]], int]:
         else:
             torn += 1
     return rows, torn
+
+
+def _label(row: dict[str, JsonValue]) -> Feedback:
+    row_number = row["row"]
+    if not isinstance(row_number, int):
+        raise ValueError(f"a spilled label's row {row_number!r} is not a row number")
+    return Feedback(str(row["request_id"]), row_number, row["label"])
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:

@@ -13,6 +13,10 @@ Once the store takes a batch again, the writer loads the spill files back, betwe
 batches of live records. `close` writes everything queued; if the store is still down
 at `close_deadline_s`, everything not stored goes to the spill directory instead, so a
 SIGTERM during an outage exits in bounded time without losing a record.
+
+Labels (`/feedback`) that the store cannot take go the same way (`submit_labels`): into
+the queue, stored with the next batch, spilled past the bound or at the deadline, so a
+label the service acknowledged survives an outage like a record does.
 """
 
 from __future__ import annotations
@@ -21,14 +25,17 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from contender.metrics import ServiceMetrics
-from contender.predictions.record import PredictionRecord
+from contender.predictions.record import Feedback, PredictionRecord
 from contender.predictions.spill import SpillDirectory
 from contender.predictions.store import PredictionStore
 
 _log = logging.getLogger(__name__)
+
+_Item = PredictionRecord | Feedback
 
 # How often the spill thread checks the queue against its bound during an outage.
 _SPILL_CHECK_S = 0.25
@@ -66,8 +73,8 @@ class LogWriter:
         self._wait = wait or self._wake.wait
         self._closing_at: float | None = None
         # None is the stop mark that close() queues behind the last record.
-        self._queue: queue.SimpleQueue[PredictionRecord | None] = queue.SimpleQueue()
-        self._held = 0  # records taken from the queue and not stored yet
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._held = 0  # items taken from the queue and not stored yet
         self._write_started: float | None = None  # while a write is in progress
         self._spill_lock = threading.Lock()
         self._healthy = True  # the last write went through
@@ -89,6 +96,12 @@ class LogWriter:
         """Never blocks; safe from any thread."""
         self._queue.put(record)
 
+    def submit_labels(self, labels: Sequence[Feedback]) -> None:
+        """Labels the store could not take now: stored (or spilled) like records."""
+        for label in labels:
+            self._queue.put(label)
+        self._wake.set()  # a batch waiting out a retry delay takes them on its next try
+
     @property
     def healthy(self) -> bool:
         """The store takes records: the last write went in and none is hanging."""
@@ -96,7 +109,7 @@ class LogWriter:
 
     @property
     def buffered(self) -> int:
-        """Records in memory that the store does not have yet."""
+        """Records and labels in memory that the store does not have yet."""
         return self._queue.qsize() + self._held
 
     def status(self) -> dict[str, object]:
@@ -131,8 +144,8 @@ class LogWriter:
             if self._queue.qsize() < self._batch_size:  # no full batch is waiting
                 self._recover()
 
-    def _next_batch(self) -> tuple[list[PredictionRecord], bool]:
-        batch: list[PredictionRecord] = []
+    def _next_batch(self) -> tuple[list[_Item], bool]:
+        batch: list[_Item] = []
         try:
             # Idle, wake now and then to look for spill files (this or another process's).
             item = self._queue.get(timeout=None if self._spill is None else _RECOVER_EVERY_S)
@@ -150,14 +163,18 @@ class LogWriter:
                 return batch, False
         return batch, True
 
-    def _store_or_spill(self, batch: list[PredictionRecord]) -> bool:
+    def _store_or_spill(self, batch: list[_Item]) -> bool:
         """Store the batch, retrying through an outage; False when closing ran out of time
         (the batch is then spilled, or kept in memory if there is no spill directory)."""
+        records, labels = _split(batch)
         attempt = 0
         while True:
             self._write_started = self._monotonic()
             try:
-                self._store.append_many(batch)
+                if records:
+                    self._store.append_many(records)
+                if labels:  # after their records, so none counts as an orphan
+                    self._store.add_feedback(labels)
             except Exception as error:
                 self._write_started = None
                 self._failed(error, len(batch))
@@ -169,7 +186,7 @@ class LogWriter:
                 self._wait(self._capped_by_deadline(delay_s))
                 continue
             self._write_started = None
-            self._stored(len(batch))
+            self._stored(len(records))
             return True
 
     def _failed(self, error: Exception, records: int) -> None:
@@ -209,7 +226,7 @@ class LogWriter:
         return max(0.0, min(delay_s, left))
 
     def _spill_rest_and_stop(self) -> None:
-        rest: list[PredictionRecord] = []
+        rest: list[_Item] = []
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -229,7 +246,7 @@ class LogWriter:
             excess = self.buffered - self._buffer_records
             if excess <= 0 or self.healthy:
                 continue
-            overflow: list[PredictionRecord] = []
+            overflow: list[_Item] = []
             stop_mark = False
             for _ in range(excess):
                 try:
@@ -251,20 +268,17 @@ class LogWriter:
         started = self._write_started
         return started is not None and self._monotonic() - started > _STALLED_WRITE_S
 
-    def _spill_records(self, records: list[PredictionRecord], why: str) -> None:
+    def _spill_records(self, items: list[_Item], why: str) -> None:
         assert self._spill is not None
+        spill = self._spill
+        records, labels = _split(items)
         with self._spill_lock:
-            while True:
-                try:
-                    path = self._spill.write(records)
-                    break
-                except OSError:
-                    # A full or read-only disk: nowhere to put them but memory. Keep trying.
-                    _log.exception("cannot spill %d records; retrying in 1 s", len(records))
-                    time.sleep(1.0)
-            self.spilled += len(records)
+            if records:
+                _spill_durably(lambda: spill.write(records), f"{len(records)} records", why)
+            if labels:
+                _spill_durably(lambda: spill.write_labels(labels), f"{len(labels)} labels", why)
+            self.spilled += len(items)
             self._metrics.log_spilled_records.inc(len(records))
-        _log.warning("spilled %d records to %s (%s)", len(records), path, why)
 
     def _recover(self) -> None:
         """Load spill files back (this or any process's) while the store takes records and
@@ -273,7 +287,9 @@ class LogWriter:
             return
         while self._healthy and self._queue.qsize() < self._batch_size and self._spill.finished():
             try:
-                loaded = self._spill.load_into(self._store.append_many, limit_files=1)
+                loaded = self._spill.load_into(
+                    self._store.append_many, self._store.add_feedback, limit_files=1
+                )
             except Exception as error:
                 self._failed(error, 0)
                 return
@@ -281,6 +297,24 @@ class LogWriter:
                 self._metrics.log_recovered_records.inc(loaded.records)
                 _log.info("loaded %d spilled records back into the store", loaded.records)
             # Files of other workers sharing the directory count once loaded here.
-            self.spilled = max(0, self.spilled - loaded.records)
+            self.spilled = max(0, self.spilled - loaded.records - loaded.labels)
         if not self._spill.finished():
             self.spilled = 0
+
+
+def _split(items: Sequence[_Item]) -> tuple[list[PredictionRecord], list[Feedback]]:
+    records = [item for item in items if isinstance(item, PredictionRecord)]
+    labels = [item for item in items if isinstance(item, Feedback)]
+    return records, labels
+
+
+def _spill_durably(write: Callable[[], Path], what: str, why: str) -> None:
+    while True:
+        try:
+            path = write()
+            break
+        except OSError:
+            # A full or read-only disk: nowhere to put them but memory. Keep trying.
+            _log.exception("cannot spill %s; retrying in 1 s", what)
+            time.sleep(1.0)
+    _log.warning("spilled %s to %s (%s)", what, path, why)
