@@ -9,8 +9,11 @@ from pathlib import Path
 from contender.predictions.record import ArmOutcome, PredictionRecord
 from contender.predictions.schema import LATEST_VERSION
 from contender.predictions.store import SqlPredictionStore
+from contender.replay.source import ReplayedRow, ReplaySource, Selection
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "store-0.1.0.db"
+# Written by the release before replays (schema version 3): routing, skips, labels.
+FIXTURE_V3 = Path(__file__).parent.parent / "fixtures" / "store-0.3.0.db"
 
 
 def _version(path: Path) -> int:
@@ -73,7 +76,7 @@ def test_version_3_adds_the_report_index(tmp_path: Path) -> None:
     assert REPORT_INDEX not in _indexes(old)
     SqlPredictionStore(f"sqlite:///{old}").close()
     assert _indexes(old)[REPORT_INDEX] == REPORT_INDEX_COLUMNS
-    assert _version(old) == LATEST_VERSION == 3
+    assert _version(old) == LATEST_VERSION
     fresh = tmp_path / "fresh.db"
     SqlPredictionStore(f"sqlite:///{fresh}").close()
     assert _indexes(fresh)[REPORT_INDEX] == REPORT_INDEX_COLUMNS
@@ -92,4 +95,24 @@ def test_a_version_2_store_gets_the_index_and_one_that_has_it_is_fine(tmp_path: 
     for path in (without, having):
         SqlPredictionStore(f"sqlite:///{path}").close()  # CREATE INDEX IF NOT EXISTS
         assert _indexes(path)[REPORT_INDEX] == REPORT_INDEX_COLUMNS
-        assert _version(path) == 3
+        assert _version(path) == LATEST_VERSION
+
+
+def test_a_version_3_store_gets_the_replays_table_with_its_records_intact(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    shutil.copy(FIXTURE_V3, path)
+    assert _version(path) == 3
+    store = SqlPredictionStore(f"sqlite:///{path}")
+    records = list(store.iter_records())
+    assert [r["request_id"] for r in records] == [f"r{i:02d}" for i in range(20)]
+    assert records[4]["served_by"] == "challenger"
+    assert records[5]["challenger_skipped"] == "overload"
+    assert records[6]["challenger_predictions"] == [[0.4, 0.6]]
+    assert {r["routing_revision"] for r in records} == {3}
+    assert store.labels()[("r09", 0)] == 1
+    source = ReplaySource(store.engine, Selection("fixture", "3"))
+    assert source.counts() == (20, 20)
+    source.store([ReplayedRow("r01", [[0.1, 0.9]], 0.5, None)], "2026-12-01T00:00:00+00:00")
+    assert source.counts() == (20, 19)
+    store.close()
+    assert _version(path) == LATEST_VERSION

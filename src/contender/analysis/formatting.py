@@ -65,3 +65,16 @@ def arm(role: str, version: str | None) -> str:
 def counts(items: Mapping[str, int]) -> str:
     """`overload 300, breaker open 24`: the non-zero counts, their names in words."""
     return ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in items.items() if n)
+
+
+def replay_note(replay: str, champion: str | None) -> str:
+    """What a `--replay` report compares, in one sentence."""
+    return (
+        f"version {replay} scored offline on the logged inputs, against champion "
+        f"version {champion} as logged; its latency is offline batch time, not serving "
+        "latency (the latency guardrail is not judged)"
+    )
+
+
+def challenger_role(replay: str | None) -> str:
+    return "challenger" if replay is None else "replay"

@@ -95,7 +95,7 @@ def since_bound(since: datetime) -> str:
     return since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
-def _shown(url: str | sa.URL) -> str:
+def masked_url(url: str | sa.URL) -> str:
     """The URL for messages, password masked."""
     return sa.make_url(url).render_as_string(hide_password=True)
 
@@ -109,7 +109,7 @@ def open_engine(url: str) -> sa.Engine:
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(
-            f"log store {_shown(parsed)!r}: use sqlite:///path.db or postgresql://..."
+            f"log store {masked_url(parsed)!r}: use sqlite:///path.db or postgresql://..."
         )
     if backend == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -133,7 +133,7 @@ def choose_version_pair(groups: list[VersionGroup]) -> VersionPair:
     return VersionPair(latest.champion, challenger, total - kept)
 
 
-def _model_filter(model: str, since: datetime | None) -> list[sa.ColumnElement[bool]]:
+def model_filter(model: str, since: datetime | None) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = [_P.model_name == model]
     if since is not None:
         clauses.append(_P.timestamp >= since_bound(since))
@@ -224,7 +224,7 @@ def _text(column: sa.Column[Any]) -> sa.ColumnElement[str]:
 
 
 class _ArmColumns(NamedTuple):
-    """One arm's fetched columns, one entry per record, in `_arm_select` order."""
+    """One arm's fetched columns, one entry per record, in `arm_select` order."""
 
     predictions: tuple[str | None, ...]
     latency_ms: tuple[float | None, ...]
@@ -236,7 +236,7 @@ class _ArmColumns(NamedTuple):
     alone does not say the arm ran). None for the champion, which every record asked."""
 
 
-def _arm_select(arm: str, stored: set[str]) -> list[sa.ColumnElement[Any]]:
+def arm_select(arm: str, stored: set[str]) -> list[sa.ColumnElement[Any]]:
     version, error, skipped = (_P[f"{arm}_{name}"] for name in ("version", "error", "skipped"))
     columns: list[sa.ColumnElement[Any]] = [
         _text(_P[f"{arm}_predictions"]),
@@ -258,8 +258,8 @@ def _record_query(dialect: str, where: list[Any], stored: set[str]) -> sa.Select
             _P.request_id,
             _P.served_by,
             _P.fallback,
-            *_arm_select("champion", stored),
-            *_arm_select("challenger", stored),
+            *arm_select("champion", stored),
+            *arm_select("challenger", stored),
         )
         .where(*where)
         .order_by(order)
@@ -275,7 +275,7 @@ def _label_query(where: list[Any]) -> sa.Select[Any]:
     )
 
 
-def _stored_columns(connection: sa.Connection) -> set[str]:
+def stored_columns(connection: sa.Connection) -> set[str]:
     # The report never migrates a store, so columns added since 0.1.0 may be missing.
     return {column["name"] for column in sa.inspect(connection).get_columns(predictions_table.name)}
 
@@ -393,7 +393,7 @@ def _row_counts(
 
 
 class _Chunk(NamedTuple):
-    """One fetched chunk of records as arrays: `_build_rows` concatenates them."""
+    """One fetched chunk of records as arrays: `build_rows` concatenates them."""
 
     request_ids: NDArray[np.object_]
     challenger_served: BoolArray
@@ -435,7 +435,7 @@ def _joined_arms(arms: list[ArmLog]) -> ArmLog:
     )
 
 
-def _build_rows(
+def build_rows(
     connection: sa.Connection, model: str, pair: VersionPair, chunks: Iterator[Sequence[Any]]
 ) -> LoggedRows:
     """Each chunk of fetched records becomes arrays before the next is fetched; the
@@ -458,7 +458,7 @@ def _build_rows(
     )
 
 
-def _store_labels(connection: sa.Connection, where: list[Any], rows: LoggedRows) -> FloatArray:
+def store_labels(connection: sa.Connection, where: list[Any], rows: LoggedRows) -> FloatArray:
     """`rows.labels` with the stored labels written in: `labels.place_labels`, with the
     labels fetched and parsed chunk by chunk, then placed in one lookup. (Looked up per
     chunk, pandas bisects a sorted index at a cost of the whole index per call; one
@@ -498,9 +498,9 @@ def load_logged_rows(url: str, model: str, since: datetime | None = None) -> Log
             return _load(connection, engine.dialect.name, model, since)
     except sa.exc.OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise ConfigError(f"cannot read the log store {_shown(url)!r}: {reason}") from error
+        raise ConfigError(f"cannot read the log store {masked_url(url)!r}: {reason}") from error
     except sa.exc.ProgrammingError as error:
-        raise ConfigError(f"log store {_shown(url)!r} holds no prediction log") from error
+        raise ConfigError(f"log store {masked_url(url)!r} holds no prediction log") from error
     finally:
         engine.dispose()
 
@@ -510,16 +510,16 @@ def _load(
 ) -> LoggedRows:
     if not sa.inspect(connection).has_table(predictions_table.name):
         raise ConfigError("the log store holds no prediction log (no `predictions` table)")
-    where = _model_filter(model, since)
+    where = model_filter(model, since)
     groups = _version_groups(connection, where)
     if not groups:
         window = f" since {since_bound(since)}" if since is not None else ""
         raise ConfigError(f"no logged records for model {model!r}{window}")
     pair = choose_version_pair(groups)
     where = [*where, *_pair_filter(pair)]
-    query = _record_query(dialect, where, _stored_columns(connection))
+    query = _record_query(dialect, where, stored_columns(connection))
     with closing(stream_tuples(connection, query)) as chunks:  # closed on errors too
-        rows = _build_rows(connection, model, pair, chunks)
+        rows = build_rows(connection, model, pair, chunks)
     if sa.inspect(connection).has_table(feedback_table.name):
-        rows = rows.with_labels(_store_labels(connection, where, rows))
+        rows = rows.with_labels(store_labels(connection, where, rows))
     return rows

@@ -59,7 +59,7 @@ td:first-child, th:first-child { text-align: left; }
 def _arm_names(report: Report) -> tuple[str, str]:
     return (
         fmt.arm("champion", report.champion.version),
-        fmt.arm("challenger", report.challenger.version),
+        fmt.arm(fmt.challenger_role(report.replay), report.challenger.version),
     )
 
 
@@ -344,6 +344,9 @@ def _overview(report: Report) -> str:
         facts.append(f"threshold {report.threshold:g}")
     if report.n_requests_other_versions:
         facts.append(f"{report.n_requests_other_versions:,} older-version records left out")
+    if report.replay is not None:
+        note = fmt.replay_note(report.replay, report.champion.version)
+        facts.insert(0, f"<b>replay</b>: {html.escape(note)}")
     return "<ul>" + "".join(f"<li>{fact}</li>" for fact in facts) + "</ul>"
 
 

@@ -5,7 +5,9 @@ SPEC keys: `model`, `n_requests`, `n_rows`, `n_labeled`, `served_share`, `agreem
 and, with labels, each metric with `<metric>_ci`), `difference`, `verdict`, `coverage`.
 Extras: `task`, `threshold`, `primary_metric`, `n_paired`, `n_requests_other_versions`,
 per arm `n_rows_scored`, `fallback_count`, `log_loss`; per difference `test` and
-`ci_method`; `guardrails`, `verdict_reason`, `seed`. NaN (undefined) is written `null`.
+`ci_method`; `guardrails`, `verdict_reason`, `seed`; `replay` (null, or with `--replay V`
+`{"version", "champion_version", "latency"}`: the challenger's place holds V replayed
+offline, and its latency is offline batch time). NaN (undefined) is written `null`.
 
 Meanings: `n_labeled` counts labeled rows both models scored (the rows of every quality
 metric and of the `--min-labeled` rule); an arm's `n` counts the requests it ran on (not
@@ -26,6 +28,11 @@ from contender.analysis.coverage import Coverage
 from contender.analysis.operations import ArmOperations
 from contender.analysis.quality import Estimate
 from contender.analysis.report import Report
+
+REPLAY_LATENCY = (
+    "offline batch: each request's share of its batch's predict time, not serving "
+    "latency; the latency guardrail is not judged on a replay"
+)
 
 
 def _number(value: float) -> float | None:
@@ -108,6 +115,13 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "verdict": report.verdict.decision.value,
         "verdict_reason": report.verdict.reason,
         "seed": report.seed,
+        "replay": None
+        if report.replay is None
+        else {
+            "version": report.replay,
+            "champion_version": report.champion.version,
+            "latency": REPLAY_LATENCY,
+        },
     }
 
 

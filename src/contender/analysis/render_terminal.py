@@ -66,6 +66,8 @@ def _overview(report: Report) -> Table:
         rows.append(("threshold", f"{report.threshold:g}"))
     if report.n_requests_other_versions:
         rows.append(("left out", f"{report.n_requests_other_versions:,} older-version records"))
+    if report.replay is not None:
+        rows.insert(0, ("replay", fmt.replay_note(report.replay, report.champion.version)))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -117,7 +119,9 @@ def _metrics_table(report: Report) -> Table:
     table.add_column("", no_wrap=True)
     table.add_column(fmt.arm("champion", report.champion.version), justify="right", no_wrap=True)
     table.add_column(
-        fmt.arm("challenger", report.challenger.version), justify="right", no_wrap=True
+        fmt.arm(fmt.challenger_role(report.replay), report.challenger.version),
+        justify="right",
+        no_wrap=True,
     )
     table.add_column("difference", justify="right", no_wrap=True)
     table.add_column("p-value", justify="right", no_wrap=True)

@@ -8,6 +8,7 @@ from contender.cli.demo import demo
 from contender.cli.log import log_app
 from contender.cli.log_files import import_log, recover
 from contender.cli.promote import promote, rollback
+from contender.cli.replay import replay
 from contender.cli.report import report
 from contender.cli.route import route
 from contender.cli.serve import serve
@@ -23,6 +24,7 @@ app.command("report")(report)
 app.command("promote")(promote)
 app.command("rollback")(rollback)
 app.command("route")(route)
+app.command("replay")(replay)
 app.command("demo")(demo)
 log_app.command("import")(import_log)
 log_app.command("recover")(recover)

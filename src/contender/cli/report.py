@@ -103,6 +103,14 @@ def report(
         str | None, typer.Option(help="MLflow tracking URI for --log-to-mlflow.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            "--replay",
+            help="Compare this version, as `contender replay` scored the logged inputs, "
+            "with the champion on exactly those rows.",
+        ),
+    ] = None,
 ) -> None:
     """Compare champion and challenger on the logged predictions; print a verdict."""
     from contender.analysis.load import parse_since
@@ -114,6 +122,7 @@ def report(
         max_latency_ratio=max_latency_ratio,
         min_labeled=min_labeled,
         seed=seed,
+        replay=replay,
     )
     try:
         since_at = parse_since(since) if since is not None else None

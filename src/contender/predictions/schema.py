@@ -5,7 +5,7 @@ A store records its schema version in `contender_schema`. Opening a store brings
 version it has. A store written by contender 0.1.0 has the tables but no version row:
 that is version 1. A new store is created at the latest version directly.
 
-Migrations only add (columns, indexes), so an older contender still reads a newer store,
+Migrations only add (columns, indexes, tables), so an older contender still reads a newer store,
 and records are never rewritten. Version 3 adds the index the report filters on; on
 PostgreSQL it also compresses newly stored JSON values with lz4 rather than pglz (old
 values stay as they are, and read the same). Building that index on a large store holds
@@ -69,6 +69,23 @@ model_timestamp_index = sa.Index(
     predictions_table.c.timestamp,
     predictions_table.c.champion_version,
     predictions_table.c.challenger_version,
+)
+
+# Version 4: `contender replay` stores a candidate version's predictions for logged
+# records beside them, one row per (request, version); re-running it inserts nothing twice.
+replays_table = sa.Table(
+    "replays",
+    metadata,
+    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("model_name", sa.String(256), nullable=False),
+    sa.Column("predictions", sa.JSON),
+    # The request's share of its offline batch's predict time (rows / batch rows).
+    sa.Column("latency_ms", sa.Float),
+    # Why the version could not score these inputs (they do not fit its signature, or its
+    # predict raised); `predictions` is then null.
+    sa.Column("error", sa.Text),
+    sa.Column("replayed_at", sa.String(40), nullable=False),
 )
 
 schema_table = sa.Table(
@@ -139,6 +156,8 @@ MIGRATIONS: dict[int, Migration] = {
     ),
     # 0.3.0: PostgreSQL at volume: the report's index, lz4 for the JSON columns.
     3: _version_3,
+    # 0.4.0: replayed predictions (`contender replay`).
+    4: lambda connection: replays_table.create(connection, checkfirst=True),
 }
 LATEST_VERSION = max(MIGRATIONS)
 

@@ -124,6 +124,11 @@ class SqlPredictionStore:
             sa.event.listen(self._engine, "connect", _enable_wal)
         upgrade(self._engine)
 
+    @property
+    def engine(self) -> sa.Engine:
+        """For readers and writers of tables beside the log (`replay`)."""
+        return self._engine
+
     def _insert(self, table: sa.Table) -> Any:
         dialect_insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert
         return dialect_insert(table)

@@ -71,7 +71,7 @@ class RegistryClient(Protocol):
         ...
 
 
-def _ref(version: Any) -> ModelRef:
+def model_ref(version: Any) -> ModelRef:
     return ModelRef(
         name=version.name,
         version=str(version.version),
@@ -114,7 +114,7 @@ class MlflowRegistryClient:
         from mlflow.exceptions import MlflowException
 
         try:
-            return _ref(self._client.get_model_version_by_alias(name, alias))
+            return model_ref(self._client.get_model_version_by_alias(name, alias))
         except MlflowException as error:
             if is_missing(error):
                 return None
@@ -132,7 +132,7 @@ class MlflowRegistryClient:
             raise
         if not versions:
             return None
-        return _ref(max(versions, key=lambda version: int(version.version)))
+        return model_ref(max(versions, key=lambda version: int(version.version)))
 
 
 def is_missing(error: Exception) -> bool:

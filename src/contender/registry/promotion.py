@@ -33,6 +33,7 @@ from contender.registry.client import (
     SlotRefs,
     fail_fast_http,
     is_missing,
+    model_ref,
     stages_quietly,
 )
 from contender.settings import Selector
@@ -72,6 +73,13 @@ class MlflowRegistryEditor:
         with self._one_line_errors():
             self._require_model(name)
             return self._slots.resolve(name, selector)
+
+    def version(self, name: str, version: str) -> ModelRef:
+        """One registered version, in a slot or not; ConfigError when it does not exist."""
+        with self._one_line_errors():
+            self._require_model(name)
+            self._require_version(name, version)
+            return model_ref(self._client.get_model_version(name, version))
 
     def challenger(self, name: str, selector: Selector) -> ModelRef:
         """The version promote would promote; ConfigError when there is none."""
