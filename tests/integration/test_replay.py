@@ -14,6 +14,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -139,7 +140,7 @@ def test_replay_stores_the_versions_own_prediction_for_every_logged_record(
 
 
 def test_report_replay_compares_on_exactly_the_replayed_rows(
-    logged: Logged, registered: Registered
+    logged: Logged, registered: Registered, tmp_path: Path
 ) -> None:
     _replay(logged, "3")
     done = run_cli(
@@ -158,12 +159,14 @@ def test_report_replay_compares_on_exactly_the_replayed_rows(
     third_scores = logged.third.predict_proba(logged.frame)[:, 1]
     assert abs(report["champion"]["auc"] - roc_auc_score(logged.labels, champion_scores)) < 0.005
     assert abs(report["challenger"]["auc"] - roc_auc_score(logged.labels, third_scores)) < 0.005
+    page = tmp_path / "replay.html"
     terminal = run_cli(
         [str(BIN / "contender"), "report", "--model", MODEL, "--replay", "3",
-         "--log-store", logged.service.log_store]
+         "--log-store", logged.service.log_store, "--html", str(page)]
     )  # fmt: skip
     assert terminal.returncode == 0, terminal.stderr
-    assert "scored offline" in terminal.stdout
+    assert "scored offline" in " ".join(terminal.stdout.split())
+    assert "scored offline" in page.read_text()
 
 
 def test_an_interrupted_replay_resumes_where_it_stopped(logged: Logged) -> None:
