@@ -64,6 +64,7 @@ class Services:
     redact: protocol.Redaction
     live: LiveSeries
     """The last minutes of traffic in memory, for the dashboard."""
+    clock: Clock = field(default_factory=SystemClock)
     executors: tuple[ThreadPoolExecutor, ...] = field(default=())
     shadow_process: ShadowProcess | None = None
 
@@ -197,6 +198,7 @@ def build_services(
         new_request_id=new_request_id or (lambda: uuid.uuid4().hex),
         redact=protocol.Redaction.of(settings.redact, settings.redact_key),
         live=live,
+        clock=clock,
         executors=(champion_pool, challenger_pool, shadow_pool),
         shadow_process=shadow_process,
     )

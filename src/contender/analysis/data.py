@@ -73,6 +73,12 @@ class LoggedRows:
     challenger: ArmLog
     n_requests_other_versions: int = 0
     """Records left out because they belong to an older champion/challenger pair."""
+    challenger_weight: FloatArray | None = None
+    """Per request: the challenger weight its draw used (NaN where not logged)."""
+    label_delay_s: FloatArray | None = None
+    """Per row: seconds from the request to its label's arrival (NaN: unknown or none)."""
+    orphan_labels: int = 0
+    """Stored labels whose request id is in no record of the store."""
 
     @property
     def n_requests(self) -> int:
@@ -88,8 +94,8 @@ class LoggedRows:
         counts = np.diff(self.row_offsets)
         return np.repeat(np.arange(self.n_requests, dtype=np.int64), counts)
 
-    def with_labels(self, labels: FloatArray) -> LoggedRows:
-        return replace(self, labels=labels)
+    def with_labels(self, labels: FloatArray, delay_s: FloatArray | None = None) -> LoggedRows:
+        return replace(self, labels=labels, label_delay_s=delay_s)
 
 
 def is_not_none(values: NDArray[np.object_]) -> BoolArray:

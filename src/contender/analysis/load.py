@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import chain, compress
 from pathlib import Path
@@ -258,6 +258,7 @@ def _record_query(dialect: str, where: list[Any], stored: set[str]) -> sa.Select
             _P.request_id,
             _P.served_by,
             _P.fallback,
+            weight_column(stored),
             *arm_select("champion", stored),
             *arm_select("challenger", stored),
         )
@@ -266,13 +267,41 @@ def _record_query(dialect: str, where: list[Any], stored: set[str]) -> sa.Select
     )
 
 
-def _label_query(where: list[Any]) -> sa.Select[Any]:
+def weight_column(stored: set[str]) -> sa.ColumnElement[Any]:
+    """The logged challenger weight (stores before 0.2.0 have none)."""
+    return _P.challenger_weight if "challenger_weight" in stored else sa.null()
+
+
+def _label_query(where: list[Any], with_arrival: bool) -> sa.Select[Any]:
     feedback = feedback_table.c
+    arrival: list[sa.ColumnElement[Any]] = (
+        [_P.timestamp, feedback.received_at] if with_arrival else [sa.null(), sa.null()]
+    )
     return (
-        sa.select(feedback.request_id, feedback.row, _text(feedback.label))
+        sa.select(feedback.request_id, feedback.row, _text(feedback.label), *arrival)
         .join(predictions_table, _P.request_id == feedback.request_id)
         .where(*where)
     )
+
+
+def _seconds_between(starts: tuple[Any, ...], ends: tuple[Any, ...]) -> FloatArray:
+    """Seconds between ISO-8601 UTC timestamps (NaN where either is missing)."""
+    delays = np.full(len(starts), np.nan)
+    known = [i for i, (a, b) in enumerate(zip(starts, ends, strict=True)) if a and b]
+    if known:
+        # "YYYY-MM-DDTHH:MM:SS.ffffff": the first 26 characters, whatever the zone spelling.
+        begin = np.array([starts[i][:26] for i in known], dtype="datetime64[us]")
+        end = np.array([ends[i][:26] for i in known], dtype="datetime64[us]")
+        delays[known] = (end - begin).astype(np.float64) / 1e6
+    return delays
+
+
+def orphan_label_count(connection: sa.Connection) -> int:
+    """Labels for request ids no record has (a typo, or a request that was never logged)."""
+    feedback = feedback_table.c
+    has_record = sa.exists().where(_P.request_id == feedback.request_id)
+    query = sa.select(sa.func.count()).select_from(feedback_table).where(~has_record)
+    return int(connection.execute(query).scalar() or 0)
 
 
 def stored_columns(connection: sa.Connection) -> set[str]:
@@ -398,13 +427,14 @@ class _Chunk(NamedTuple):
     request_ids: NDArray[np.object_]
     challenger_served: BoolArray
     fallback: BoolArray
+    weights: FloatArray
     counts: IntArray
     champion: ArmLog
     challenger: ArmLog
 
 
 def _chunk_rows(connection: sa.Connection, pair: VersionPair, records: Sequence[Any]) -> _Chunk:
-    request_ids, served_by, fallback, *arm_columns = zip(*records, strict=True)
+    request_ids, served_by, fallback, weights, *arm_columns = zip(*records, strict=True)
     champion = _ArmColumns(*arm_columns[:4])  # the champion's has no `attempted`
     challenger = _ArmColumns(*arm_columns[4:])
     champion_parsed = parse_json_column(champion.predictions)
@@ -416,6 +446,7 @@ def _chunk_rows(connection: sa.Connection, pair: VersionPair, records: Sequence[
         request_ids=np.asarray(request_ids, dtype=object),
         challenger_served=np.asarray(served_by, dtype=object) == "challenger",
         fallback=np.asarray(fallback, dtype=bool),
+        weights=np.asarray(weights, dtype=np.float64),  # None -> NaN
         counts=counts,
         champion=_arm(pair.champion, champion, champion_parsed, champion_lengths, counts),
         challenger=_arm(pair.challenger, challenger, challenger_parsed, challenger_lengths, counts),
@@ -455,11 +486,15 @@ def build_rows(
         champion=_joined_arms([part.champion for part in parts]),
         challenger=_joined_arms([part.challenger for part in parts]),
         n_requests_other_versions=pair.n_other,
+        challenger_weight=np.concatenate([part.weights for part in parts]),
     )
 
 
-def store_labels(connection: sa.Connection, where: list[Any], rows: LoggedRows) -> FloatArray:
-    """`rows.labels` with the stored labels written in: `labels.place_labels`, with the
+def store_labels(
+    connection: sa.Connection, where: list[Any], rows: LoggedRows
+) -> tuple[FloatArray, FloatArray]:
+    """`rows.labels` with the stored labels written in, and per row the label's delay
+    (seconds from the request to its arrival): `labels.place_labels`, with the
     labels fetched and parsed chunk by chunk, then placed in one lookup. (Looked up per
     chunk, pandas bisects a sorted index at a cost of the whole index per call; one
     large lookup hashes.) Both sides are object indexes: pandas' own strings would
@@ -467,25 +502,34 @@ def store_labels(connection: sa.Connection, where: list[Any], rows: LoggedRows) 
     ids: list[str] = []
     numbers: list[IntArray] = []
     values: list[FloatArray] = []
-    with closing(stream_tuples(connection, _label_query(where))) as chunks:
+    delays: list[FloatArray] = []
+    stored = {column["name"] for column in sa.inspect(connection).get_columns("feedback")}
+    query = _label_query(where, with_arrival="received_at" in stored)
+    with closing(stream_tuples(connection, query)) as chunks:
         for fetched in chunks:
-            chunk_ids, chunk_numbers, texts = zip(*fetched, strict=True)
+            chunk_ids, chunk_numbers, texts, timestamps, arrivals = zip(*fetched, strict=True)
             ids.extend(chunk_ids)
             numbers.append(np.asarray(chunk_numbers, dtype=np.int64))
             values.append(values_to_floats(parse_json_column(texts), "label in the store"))
+            delays.append(_seconds_between(timestamps, arrivals))
+    no_delays = np.full(len(rows.labels), np.nan)
     if not ids:
-        return rows.labels
+        return rows.labels, no_delays
     request_index = pd.Index(rows.request_ids, dtype=object, copy=False)
     found = request_index.get_indexer(pd.Index(ids, dtype=object))
     del ids
     row_numbers, label_values = np.concatenate(numbers), np.concatenate(values)
+    label_delays = np.concatenate(delays)
     counts = np.diff(rows.row_offsets)
     known = (found >= 0) & ~np.isnan(label_values)
-    found, row_numbers, label_values = found[known], row_numbers[known], label_values[known]
+    found, row_numbers = found[known], row_numbers[known]
+    label_values, label_delays = label_values[known], label_delays[known]
     inside = (row_numbers >= 0) & (row_numbers < counts[found])
     labels = rows.labels.copy()
-    labels[rows.row_offsets[found[inside]] + row_numbers[inside]] = label_values[inside]
-    return labels
+    at = rows.row_offsets[found[inside]] + row_numbers[inside]
+    labels[at] = label_values[inside]
+    no_delays[at] = label_delays[inside]
+    return labels, no_delays
 
 
 def load_logged_rows(url: str, model: str, since: datetime | None = None) -> LoggedRows:
@@ -521,5 +565,6 @@ def _load(
     with closing(stream_tuples(connection, query)) as chunks:  # closed on errors too
         rows = build_rows(connection, model, pair, chunks)
     if sa.inspect(connection).has_table(feedback_table.name):
-        rows = rows.with_labels(store_labels(connection, where, rows))
+        rows = rows.with_labels(*store_labels(connection, where, rows))
+        rows = replace(rows, orphan_labels=orphan_label_count(connection))
     return rows

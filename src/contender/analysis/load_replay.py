@@ -30,6 +30,7 @@ from contender.analysis.load import (
     store_labels,
     stored_columns,
     stream_tuples,
+    weight_column,
 )
 from contender.errors import ConfigError
 from contender.predictions.export import paused_gc
@@ -99,6 +100,7 @@ def _load(
             _P.request_id,
             _P.served_by,
             sa.false(),
+            weight_column(stored_columns(connection)),
             *arm_select("champion", stored_columns(connection)),
             sa.cast(_R.predictions, sa.Text),
             _R.latency_ms,
@@ -113,5 +115,5 @@ def _load(
     with closing(stream_tuples(connection, query)) as chunks:
         rows = build_rows(connection, model, pair, chunks)
     if inspector.has_table(feedback_table.name):
-        rows = rows.with_labels(store_labels(connection, where, rows))
+        rows = rows.with_labels(*store_labels(connection, where, rows))
     return rows

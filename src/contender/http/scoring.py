@@ -123,7 +123,7 @@ async def feedback(request: Request) -> Response:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from error
-    items = _feedback_items(document)
+    items = _feedback_items(document, services.clock.now().isoformat(timespec="microseconds"))
     writer = services.writer
     if writer.healthy:
         try:
@@ -140,7 +140,7 @@ async def feedback(request: Request) -> Response:
     return Response(dumps(answer), status_code=202, media_type=protocol.JSON_TYPE)
 
 
-def _feedback_items(document: Any) -> list[Feedback]:
+def _feedback_items(document: Any, received_at: str) -> list[Feedback]:
     entries = document if isinstance(document, list) else [document]
     items: list[Feedback] = []
     for position, entry in enumerate(entries):
@@ -156,5 +156,8 @@ def _feedback_items(document: Any) -> list[Feedback]:
             raise BadRequest(f"feedback entry {position} has no `label`")
         label = entry["label"]
         labels = label if isinstance(label, list) else [label]
-        items.extend(Feedback(entry["request_id"], row, value) for row, value in enumerate(labels))
+        items.extend(
+            Feedback(entry["request_id"], row, value, received_at)
+            for row, value in enumerate(labels)
+        )
     return items

@@ -122,3 +122,5 @@ class Feedback:
     request_id: str
     row: int
     label: JsonValue
+    received_at: str | None = None
+    """When the service accepted it (UTC ISO-8601): the report's label delay."""

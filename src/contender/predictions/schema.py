@@ -55,6 +55,8 @@ feedback_table = sa.Table(
     sa.Column("request_id", sa.String(128), primary_key=True),
     sa.Column("row", sa.Integer, primary_key=True),
     sa.Column("label", sa.JSON, nullable=False),
+    # Version 4: when /feedback accepted it (null for labels imported or stored before).
+    sa.Column("received_at", sa.String(40)),
 )
 
 # Version 3. `contender report` filters on the model and `--since`, and groups by the
@@ -149,6 +151,14 @@ def _version_3(connection: sa.Connection) -> None:
     _compress_json_with_lz4(connection)
 
 
+def _version_4(connection: sa.Connection) -> None:
+    replays_table.create(connection, checkfirst=True)
+    columns = {column["name"] for column in sa.inspect(connection).get_columns("feedback")}
+    if "received_at" not in columns:  # re-marked as an older version by hand: done already
+        kind = feedback_table.c.received_at.type.compile(dialect=connection.dialect)
+        connection.execute(sa.text(f"ALTER TABLE feedback ADD COLUMN received_at {kind}"))
+
+
 MIGRATIONS: dict[int, Migration] = {
     # 0.2.0: skipped shadow work (SPEC section 1) and the routing each draw used (section 2).
     2: _add_columns(
@@ -156,8 +166,8 @@ MIGRATIONS: dict[int, Migration] = {
     ),
     # 0.3.0: PostgreSQL at volume: the report's index, lz4 for the JSON columns.
     3: _version_3,
-    # 0.4.0: replayed predictions (`contender replay`).
-    4: lambda connection: replays_table.create(connection, checkfirst=True),
+    # 0.4.0: replayed predictions (`contender replay`), and when each label arrived.
+    4: _version_4,
 }
 LATEST_VERSION = max(MIGRATIONS)
 

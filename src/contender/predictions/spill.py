@@ -56,7 +56,15 @@ class SpillDirectory:
 
     def write_labels(self, labels: Sequence[Feedback]) -> Path:
         """Spill `labels` to one new file, durably; returns its path."""
-        rows = ({"request_id": i.request_id, "row": i.row, "label": i.label} for i in labels)
+        rows = (
+            {
+                "request_id": i.request_id,
+                "row": i.row,
+                "label": i.label,
+                "received_at": i.received_at,
+            }
+            for i in labels
+        )
         return self._write("labels", rows)
 
     def _write(self, kind: str, rows: Iterable[dict[str, JsonValue]]) -> Path:
@@ -177,7 +185,13 @@ def _label(row: dict[str, JsonValue]) -> Feedback:
     row_number = row["row"]
     if not isinstance(row_number, int):
         raise ValueError(f"a spilled label's row {row_number!r} is not a row number")
-    return Feedback(str(row["request_id"]), row_number, row["label"])
+    received_at = row.get("received_at")
+    return Feedback(
+        str(row["request_id"]),
+        row_number,
+        row["label"],
+        received_at if isinstance(received_at, str) else None,
+    )
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:

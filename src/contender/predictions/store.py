@@ -172,7 +172,15 @@ class SqlPredictionStore:
     def add_feedback(self, items: Sequence[Feedback]) -> list[str]:
         """`StoreUnavailable` when the database cannot take them now (locked, down)."""
         ids = sorted({item.request_id for item in items})
-        rows = [{"request_id": i.request_id, "row": i.row, "label": i.label} for i in items]
+        rows = [
+            {
+                "request_id": i.request_id,
+                "row": i.row,
+                "label": i.label,
+                "received_at": i.received_at,
+            }
+            for i in items
+        ]
         try:
             with self._engine.begin() as connection:
                 known = self._known_ids(connection, ids)
@@ -180,7 +188,10 @@ class SqlPredictionStore:
                     statement = self._insert(feedback_table)
                     statement = statement.on_conflict_do_update(
                         index_elements=["request_id", "row"],
-                        set_={"label": statement.excluded.label},
+                        set_={
+                            "label": statement.excluded.label,
+                            "received_at": statement.excluded.received_at,
+                        },
                     )
                     connection.execute(statement, rows)
         except sa.exc.OperationalError as error:
