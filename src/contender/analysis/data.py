@@ -73,6 +73,8 @@ class LoggedRows:
     challenger: ArmLog
     n_requests_other_versions: int = 0
     """Records left out because they belong to an older champion/challenger pair."""
+    request_time: NDArray[np.datetime64] | None = None
+    """Per request: when it was logged (UTC): the latency bootstrap's time blocks."""
     challenger_weight: FloatArray | None = None
     """Per request: the challenger weight its draw used (NaN where not logged)."""
     label_delay_s: FloatArray | None = None

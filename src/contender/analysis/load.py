@@ -258,6 +258,7 @@ def _record_query(dialect: str, where: list[Any], stored: set[str]) -> sa.Select
             _P.request_id,
             _P.served_by,
             _P.fallback,
+            _P.timestamp,
             weight_column(stored),
             *arm_select("champion", stored),
             *arm_select("challenger", stored),
@@ -284,16 +285,21 @@ def _label_query(where: list[Any], with_arrival: bool) -> sa.Select[Any]:
     )
 
 
+def iso_to_datetime64(texts: Sequence[str | None]) -> NDArray[np.datetime64]:
+    """ISO-8601 timestamps as stored (`...+00:00`, `...Z`, with or without fractions) ->
+    UTC datetime64[us], NaT for None or text that is no timestamp."""
+    parsed = pd.to_datetime(
+        pd.Series(np.asarray(texts, dtype=object)), utc=True, format="ISO8601", errors="coerce"
+    )
+    return parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+
+
 def _seconds_between(starts: tuple[Any, ...], ends: tuple[Any, ...]) -> FloatArray:
     """Seconds between ISO-8601 UTC timestamps (NaN where either is missing)."""
-    delays = np.full(len(starts), np.nan)
-    known = [i for i, (a, b) in enumerate(zip(starts, ends, strict=True)) if a and b]
-    if known:
-        # "YYYY-MM-DDTHH:MM:SS.ffffff": the first 26 characters, whatever the zone spelling.
-        begin = np.array([starts[i][:26] for i in known], dtype="datetime64[us]")
-        end = np.array([ends[i][:26] for i in known], dtype="datetime64[us]")
-        delays[known] = (end - begin).astype(np.float64) / 1e6
-    return delays
+    elapsed = iso_to_datetime64(ends) - iso_to_datetime64(starts)
+    seconds = elapsed.astype("timedelta64[us]").astype(np.float64) / 1e6
+    seconds[np.isnat(elapsed)] = np.nan  # NaT casts to the smallest int64, not to NaN
+    return seconds
 
 
 def orphan_label_count(connection: sa.Connection) -> int:
@@ -428,13 +434,14 @@ class _Chunk(NamedTuple):
     challenger_served: BoolArray
     fallback: BoolArray
     weights: FloatArray
+    times: NDArray[np.datetime64]
     counts: IntArray
     champion: ArmLog
     challenger: ArmLog
 
 
 def _chunk_rows(connection: sa.Connection, pair: VersionPair, records: Sequence[Any]) -> _Chunk:
-    request_ids, served_by, fallback, weights, *arm_columns = zip(*records, strict=True)
+    request_ids, served_by, fallback, timestamps, weights, *arm_columns = zip(*records, strict=True)
     champion = _ArmColumns(*arm_columns[:4])  # the champion's has no `attempted`
     challenger = _ArmColumns(*arm_columns[4:])
     champion_parsed = parse_json_column(champion.predictions)
@@ -447,6 +454,7 @@ def _chunk_rows(connection: sa.Connection, pair: VersionPair, records: Sequence[
         challenger_served=np.asarray(served_by, dtype=object) == "challenger",
         fallback=np.asarray(fallback, dtype=bool),
         weights=np.asarray(weights, dtype=np.float64),  # None -> NaN
+        times=iso_to_datetime64(timestamps),
         counts=counts,
         champion=_arm(pair.champion, champion, champion_parsed, champion_lengths, counts),
         challenger=_arm(pair.challenger, challenger, challenger_parsed, challenger_lengths, counts),
@@ -487,6 +495,7 @@ def build_rows(
         challenger=_joined_arms([part.challenger for part in parts]),
         n_requests_other_versions=pair.n_other,
         challenger_weight=np.concatenate([part.weights for part in parts]),
+        request_time=np.concatenate([part.times for part in parts]),
     )
 
 

@@ -100,6 +100,7 @@ def _load(
             _P.request_id,
             _P.served_by,
             sa.false(),
+            _P.timestamp,
             weight_column(stored_columns(connection)),
             *arm_select("champion", stored_columns(connection)),
             sa.cast(_R.predictions, sa.Text),
