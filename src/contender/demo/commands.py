@@ -31,6 +31,21 @@ def promote_command(workspace: Workspace, model: str) -> list[str]:
     ]
 
 
+def replay_command(workspace: Workspace, model: str, version: str) -> list[str]:
+    return [
+        "contender",
+        "replay",
+        "--model",
+        model,
+        "--version",
+        version,
+        "--log-store",
+        workspace.log_store,
+        "--tracking-uri",
+        workspace.tracking_uri,
+    ]
+
+
 def run(command: list[str], width: int, timeout_s: float = 180.0) -> CommandResult:
     """Run `command` (starting with `contender`) with this interpreter, its Rich output
     `width` columns wide; DemoError with its output when it fails."""

@@ -160,29 +160,43 @@ def _log(mlflow: Any, candidate: Candidate, data: DemoData) -> str:
     return uri
 
 
+def _client(workspace: Workspace) -> Any:
+    import mlflow
+    from mlflow import MlflowClient
+
+    _quiet_loggers()
+    # Both set: a user's MLFLOW_REGISTRY_URI would otherwise take the registrations.
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+    mlflow.set_registry_uri(workspace.tracking_uri)
+    return MlflowClient(workspace.tracking_uri, registry_uri=workspace.tracking_uri)
+
+
 def register(
     workspace: Workspace, data: DemoData, champion: Candidate, challenger: Candidate
 ) -> RegisteredPair:
-    """Log both models, register them, champion to `Production`, challenger to `Staging`."""
+    """Log both models and register them: the champion in `Production`, the challenger
+    without a stage (not live yet: `stage_challenger` moves it to `Staging` later)."""
     with _quiet_mlflow():
         import mlflow
-        from mlflow import MlflowClient
 
-        _quiet_loggers()
-        # Both set: a user's MLFLOW_REGISTRY_URI would otherwise take the registrations.
-        mlflow.set_tracking_uri(workspace.tracking_uri)
-        mlflow.set_registry_uri(workspace.tracking_uri)
-        client = MlflowClient(workspace.tracking_uri, registry_uri=workspace.tracking_uri)
+        client = _client(workspace)
         experiment_id = client.create_experiment(
             EXPERIMENT, artifact_location=workspace.artifacts.resolve().as_uri()
         )
         mlflow.set_experiment(experiment_id=experiment_id)
         versions = []
-        for candidate, stage in ((champion, "Production"), (challenger, "Staging")):
+        for candidate in (champion, challenger):
             uri = _log(mlflow, candidate, data)
             # `register_model` prints its progress to stderr; the story says it better.
             with redirect_stderr(io.StringIO()):
-                version = str(mlflow.register_model(uri, MODEL_NAME).version)
-            client.transition_model_version_stage(MODEL_NAME, version, stage)
-            versions.append(version)
+                versions.append(str(mlflow.register_model(uri, MODEL_NAME).version))
+        client.transition_model_version_stage(MODEL_NAME, versions[0], "Production")
     return RegisteredPair(MODEL_NAME, versions[0], versions[1])
+
+
+def stage_challenger(workspace: Workspace, pair: RegisteredPair) -> None:
+    """The registry change a user makes to put the candidate live: `Staging`."""
+    with _quiet_mlflow():
+        _client(workspace).transition_model_version_stage(
+            pair.name, pair.challenger_version, "Staging"
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -18,7 +18,10 @@ from contender.demo.models import Candidate, RegisteredPair
 from contender.demo.traffic import Answer, LogSummary
 from contender.demo.workspace import Workspace
 
-TOTAL_STEPS = 7
+if TYPE_CHECKING:
+    from contender.analysis.report import Report
+
+TOTAL_STEPS = 8
 
 
 def step(console: Console, number: int, title: str) -> None:
@@ -84,13 +87,44 @@ def candidates_table(
         table.add_column(column, justify="right" if column == "AUC" else "left", no_wrap=True)
     for version, stage, candidate in (
         (pair.champion_version, "Production", champion),
-        (pair.challenger_version, "Staging", challenger),
+        (pair.challenger_version, "none yet", challenger),
     ):
         table.add_row(
             version, stage, candidate.role, candidate.description,
             f"{candidate.holdout_auc:.3f}",
         )  # fmt: skip
     return table
+
+
+def replay_lines(report: Report) -> list[str]:
+    """`report --replay`'s gist in three lines: rows, both AUCs, the offline verdict."""
+    from contender.analysis import formatting as fmt
+
+    champion, candidate = report.champion.version, report.challenger.version
+    lines = [
+        f"Offline replay, {report.n_labeled:,} labeled requests compared: champion "
+        f"version {champion} as it answered them, candidate version {candidate} on the "
+        "same logged inputs."
+    ]
+    metric = report.primary_metric
+    verdict = report.verdict.decision.value
+    if report.quality is not None:
+        old, new = report.quality.champion[metric], report.quality.challenger[metric]
+        difference = report.quality.differences[metric]
+        lines.append(
+            f"{metric.upper()}: champion [bold]{fmt.number(old.value)}[/] "
+            f"{fmt.interval(old.ci)}, candidate [bold]{fmt.number(new.value)}[/] "
+            f"{fmt.interval(new.ci)}; difference {fmt.signed(difference.estimate)} "
+            f"{fmt.interval(difference.ci, sign=True)} (95 % intervals)."
+        )
+    else:
+        lines.append(report.verdict.reason)
+    style = "green" if verdict == "promote" else "yellow"
+    lines.append(
+        f"Replay verdict: [bold {style}]{verdict.upper()}[/]. Its latency is offline batch "
+        "time, not serving latency: the latency guardrail waits for live traffic."
+    )
+    return lines
 
 
 def served_table(summary: LogSummary) -> Table:

@@ -1,4 +1,4 @@
-"""The demo's narrative: seven steps, each doing one thing and saying what it showed.
+"""The demo's narrative: eight steps, each doing one thing and saying what it showed.
 
 `run` owns the service's lifetime: whatever happens (an error, Ctrl-C), the service is
 stopped with SIGTERM before `run` returns or raises. Every wait has a deadline.
@@ -26,6 +26,8 @@ READY_TIMEOUT_S = 120.0
 PICKUP_TIMEOUT_S = 60.0
 LOG_TIMEOUT_S = 20.0
 AFTER_SWITCH_REQUESTS = 20
+REPLAY_REQUESTS = 200
+"""Champion-only requests the candidate is replayed on before it goes live."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ def run(options: DemoOptions, console: Console) -> None:
         service = Service(workspace, config)
         try:
             _serve(context, service, client)
-            _traffic(context, service, client, options.n_requests)
+            offline = _replay(context, service, client)
+            _traffic(context, service, client, options.n_requests, offline)
             _report(context)
             _promote(context, service, client, config.admin_token)
             if options.keep_running:
@@ -95,7 +98,9 @@ def _registry(
     console.print(narrate.candidates_table(pair, champion, challenger, len(data.holdout)))
     console.print(
         "The registry says who is who: the latest [bold]Production[/] version is the "
-        "champion, the latest [bold]Staging[/] version the challenger."
+        "champion, the latest [bold]Staging[/] version the challenger. Version "
+        f"{pair.challenger_version} has no stage yet: the service starts with the "
+        "champion alone."
     )
     return data, pair
 
@@ -105,7 +110,7 @@ def _serve(context: _Context, service: Service, client: httpx.Client) -> None:
     narrate.step(console, 3, "contender serve")
     narrate.command_line(console, service.command)
     console.print(f"pid {service.pid}, output in [cyan]{service.log_path}[/]")
-    with console.status("waiting for the service to load both models..."):
+    with console.status("waiting for the service to load the champion..."):
         ready_s = service.wait_ready(client, READY_TIMEOUT_S)
     status = client.get(f"{service.url}/status").json()
     console.print(f"Ready after {ready_s:.1f} s at [bold cyan]{service.url}[/]")
@@ -122,16 +127,13 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _traffic(context: _Context, service: Service, client: httpx.Client, n: int) -> None:
+def _send(context: _Context, service: Service, client: httpx.Client, first: int, n: int) -> int:
+    """`n` one-row requests from held-out row `first` on (cycling past the end), then
+    their labels; the labels accepted. The log already holds `first` records: DemoError
+    when a request fails or the log does not reach `first + n` records in time."""
     console, data = context.console, context.data
-    narrate.step(console, 4, "Traffic, then ground truth")
-    console.print(
-        f"{n:,} requests of one held-out row each to {service.url}/invocations, one at a "
-        "time. Both models score every request; the challenger answers about 20 % of "
-        "them (--challenger-weight 0.2), the champion the rest."
-    )
     # Past the held-out rows' end the traffic starts over: more requests, same rows.
-    order = np.arange(n) % len(data.holdout)
+    order = (first + np.arange(n)) % len(data.holdout)
     rows, labels = data.holdout.iloc[order].reset_index(drop=True), data.holdout_labels[order]
     with _progress(console) as progress:
         task = progress.add_task("POST /invocations", total=n)
@@ -139,15 +141,74 @@ def _traffic(context: _Context, service: Service, client: httpx.Client, n: int) 
     failed = [answer for answer in answers if not answer.ok]
     if failed:
         raise DemoError(f"{len(failed)} of {n} requests failed; first: {failed[0].error}")
-    console.print(
-        "Ground truth usually arrives later (a customer churns or not). "
-        f"Here it is now: {n:,} labels to {service.url}/feedback."
-    )
     accepted = traffic.send_feedback(client, service.url, answers, labels)
-    summary = traffic.wait_for_log(context.workspace.log_store, n, LOG_TIMEOUT_S)
-    if summary.n_records < n:
-        raise DemoError(f"only {summary.n_records} of {n} records reached the log")
-    console.print(f"{accepted:,} labels accepted. What the prediction log says:")
+    expected = first + n
+    summary = traffic.wait_for_log(context.workspace.log_store, expected, LOG_TIMEOUT_S)
+    if summary.n_records < expected:
+        raise DemoError(f"only {summary.n_records} of {expected} records reached the log")
+    return accepted
+
+
+def _replay(context: _Context, service: Service, client: httpx.Client) -> str:
+    """The replay's verdict."""
+    from contender.analysis.report import ReportOptions, build_report
+
+    console, workspace, pair = context.console, context.workspace, context.pair
+    candidate = pair.challenger_version
+    narrate.step(console, 4, "Replay: the candidate on logged traffic, before it goes live")
+    console.print(
+        f"{REPLAY_REQUESTS} requests of one held-out row each, answered by the champion "
+        f"alone, and their labels: the prediction log now holds real inputs. "
+        f"`contender replay` scores them offline with version {candidate}; no client "
+        "ever sees its answers."
+    )
+    _send(context, service, client, 0, REPLAY_REQUESTS)
+    result = commands.run(
+        commands.replay_command(workspace, pair.name, candidate), console.width - 2
+    )
+    narrate.command_line(console, result.command)
+    narrate.command_output(console, result)
+    report = build_report(workspace.log_store, pair.name, options=ReportOptions(replay=candidate))
+    for line in narrate.replay_lines(report):
+        console.print(line)
+    return report.verdict.decision.value
+
+
+def _go_live(context: _Context, service: Service, client: httpx.Client, offline: str) -> None:
+    console, pair = context.console, context.pair
+    candidate = pair.challenger_version
+    console.print(
+        ("Promising offline, so it goes live" if offline == "promote" else "It goes live anyway")
+        + f": version {candidate} moves to [bold]Staging[/] "
+        "in the registry (the change a user makes, in the MLflow UI or its client). The "
+        "running service finds it at its next registry poll and loads it."
+    )
+    staged_at = time.monotonic()
+    models.stage_challenger(context.workspace, pair)
+    with console.status("waiting for the service to load the challenger..."):
+        status = _wait_for_status(service, client, "challenger", candidate)
+    console.print(
+        f"Loaded {time.monotonic() - staged_at:.1f} s after the registry change. "
+        + narrate.status_line(status)
+    )
+
+
+def _traffic(
+    context: _Context, service: Service, client: httpx.Client, n: int, offline: str
+) -> None:
+    console = context.console
+    narrate.step(console, 5, "The challenger goes live: Staging, traffic, ground truth")
+    _go_live(context, service, client, offline)
+    console.print(
+        f"{n:,} more requests to {service.url}/invocations, one at a time. Both models "
+        "score every request; the challenger answers about 20 % of them "
+        "(--challenger-weight 0.2), the champion the rest. Then their labels to "
+        f"{service.url}/feedback (ground truth usually arrives later: a customer churns "
+        "or not)."
+    )
+    accepted = _send(context, service, client, REPLAY_REQUESTS, n)
+    summary = traffic.read_log(context.workspace.log_store)
+    console.print(f"{accepted:,} labels accepted. What the prediction log says (both steps):")
     console.print(narrate.served_table(summary))
     console.print(narrate.log_line(summary))
 
@@ -158,10 +219,14 @@ def _report(context: _Context) -> None:
     from contender.analysis.report import build_report
 
     console, workspace = context.console, context.workspace
-    narrate.step(console, 5, "The report")
+    narrate.step(console, 6, "The report")
     narrate.command_line(console, narrate.report_command(workspace, context.pair.name))
     report = build_report(workspace.log_store, context.pair.name)
     render_terminal(report, console)
+    console.print(
+        f"Coverage counts the {REPLAY_REQUESTS} requests of step 4 as not invoked (same "
+        "champion, challenger not live yet); the metrics use only the rows both scored."
+    )
     workspace.report_html.write_text(render_html(report), encoding="utf-8")
     console.print(f"HTML report (ROC and PR curves, latency): [cyan]{workspace.report_html}[/]")
     if report.verdict.decision.value != "promote":
@@ -173,7 +238,7 @@ def _report(context: _Context) -> None:
 
 def _promote(context: _Context, service: Service, client: httpx.Client, token: str) -> None:
     console, pair = context.console, context.pair
-    narrate.step(console, 6, "Promotion, picked up by the running service")
+    narrate.step(console, 7, "Promotion, picked up by the running service")
     console.print(
         "The verdict is promote, so `contender promote` agrees without --force (it checks "
         "the verdict itself). Meanwhile a client keeps sending requests, one at a time."
@@ -186,7 +251,7 @@ def _promote(context: _Context, service: Service, client: httpx.Client, token: s
         narrate.command_line(console, result.command)
         narrate.command_output(console, result)
         with console.status("waiting for the service's next registry poll..."):
-            status = _wait_for_champion(service, client, pair.challenger_version)
+            status = _wait_for_status(service, client, "champion", pair.challenger_version)
         pickup_s = time.monotonic() - promoted_at
         time.sleep(0.5)  # a few more requests after the swap, still in the background
     during = background.stop()
@@ -219,14 +284,17 @@ def _admin_reload(console: Console, service: Service, client: httpx.Client, toke
     console.print(narrate.reload_line(answer.json()))
 
 
-def _wait_for_champion(service: Service, client: httpx.Client, version: str) -> dict[str, Any]:
+def _wait_for_status(
+    service: Service, client: httpx.Client, slot: str, version: str
+) -> dict[str, Any]:
+    """`/status` once its `slot` (champion or challenger) is `version`, with a deadline."""
     seen: dict[str, Any] = {}
 
-    def promoted() -> bool:
+    def loaded() -> bool:
         seen.update(client.get(f"{service.url}/status", timeout=5.0).json())
-        return (seen.get("champion") or {}).get("version") == version
+        return (seen.get(slot) or {}).get("version") == version
 
-    wait_until(promoted, PICKUP_TIMEOUT_S, f"champion version {version}", service.log_path)
+    wait_until(loaded, PICKUP_TIMEOUT_S, f"{slot} version {version}", service.log_path)
     return seen
 
 
@@ -267,7 +335,7 @@ def _keep_running(console: Console, service: Service) -> None:
 
 def _wrap_up(context: _Context, status: int | None, elapsed_s: float) -> None:
     console, workspace = context.console, context.workspace
-    narrate.step(console, 7, "Stopped; where everything is")
+    narrate.step(console, 8, "Stopped; where everything is")
     # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
     if status not in (0, -signal.SIGTERM):
         raise DemoError(f"the service exited with status {status}; see {workspace.service_log}")
