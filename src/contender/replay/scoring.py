@@ -32,8 +32,19 @@ def score_batch(
     """One row per logged input, in the batch's order."""
     by_layout: dict[tuple[str, ...], list[LoggedInput]] = defaultdict(list)
     results: dict[str, ReplayedRow] = {}
+    last_columns: Any = None
+    last_layout: tuple[str, ...] = ()
     for item in batch:
-        layout = _layout(item)
+        # Records of a chunk nearly always share their column list: compare it with the
+        # last one's (one C-level list comparison) rather than rebuild the names.
+        columns = item.inputs.get("columns") if item.inputs is not None else None
+        layout: tuple[str, ...] | None
+        if last_layout and columns == last_columns and _has_rows(item):
+            layout = last_layout
+        else:
+            layout = _layout(item)
+            if layout is not None:
+                last_columns, last_layout = columns, layout
         if layout is None:
             results[item.request_id] = _failed(item, "the record has no logged input rows")
         else:
@@ -44,12 +55,15 @@ def score_batch(
     return [results[item.request_id] for item in batch]
 
 
+def _has_rows(item: LoggedInput) -> bool:
+    data = item.inputs.get("data") if item.inputs is not None else None
+    return isinstance(data, list) and bool(data)
+
+
 def _layout(item: LoggedInput) -> tuple[str, ...] | None:
-    inputs = item.inputs
-    if inputs is None:
-        return None
-    columns, data = inputs.get("columns"), inputs.get("data")
-    if not isinstance(columns, list) or not columns or not isinstance(data, list) or not data:
+    """The record's column names, None when it logged no rows of a table."""
+    columns = item.inputs.get("columns") if item.inputs is not None else None
+    if not isinstance(columns, list) or not columns or not _has_rows(item):
         return None
     return tuple(str(column) for column in columns)
 
