@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from contender.cli.autopilot import autopilot
 from contender.cli.demo import demo
 from contender.cli.log import log_app
 from contender.cli.log_files import import_log, recover
@@ -25,6 +26,7 @@ app.command("promote")(promote)
 app.command("rollback")(rollback)
 app.command("route")(route)
 app.command("replay")(replay)
+app.command("autopilot")(autopilot)
 app.command("demo")(demo)
 log_app.command("import")(import_log)
 log_app.command("recover")(recover)
