@@ -18,12 +18,14 @@ def simulated(n: int, seed: int) -> list[dict[str, object]]:
         {
             "request_id": f"r{i}",
             "model_name": "churn",
+            "served_by": "challenger" if i % 2 else "champion",
+            "challenger_weight": 0.5,
             "champion_version": "1",
             "champion_predictions": [float(champion[i])],
-            "champion_latency_ms": 2.0,
+            "champion_latency_ms": float(rng.lognormal(1.0, 0.2)),
             "challenger_version": "2",
             "challenger_predictions": [float(challenger[i])],
-            "challenger_latency_ms": 2.5,
+            "challenger_latency_ms": float(rng.lognormal(1.1, 0.2)),
             "label": int(labels[i]),
         }
         for i in range(n)
@@ -31,14 +33,16 @@ def simulated(n: int, seed: int) -> list[dict[str, object]]:
 
 
 def test_compare_gives_the_report_object_of_the_records() -> None:
-    result = compare(simulated(600, 1), seed=3)
+    # Enough requests per arm for a p99 that can pass the latency guardrail.
+    result = compare(simulated(4400, 1), seed=3)
     assert result["model"] == "churn"
-    assert result["n_requests"] == 600
-    assert result["n_labeled"] == 600
+    assert result["n_requests"] == 4400
+    assert result["n_labeled"] == 4400
     assert result["challenger"]["version"] == "2"
     assert result["difference"]["auc"]["estimate"] > 0.05
     assert result["verdict"] == "promote"
-    assert compare(simulated(600, 1), seed=3) == result  # seeded: the same numbers
+    assert result["latency_ratio"]["status"] == "pass"
+    assert compare(simulated(4400, 1), seed=3) == result  # seeded: the same numbers
 
 
 def test_labels_given_apart_override_and_bad_input_is_named() -> None:

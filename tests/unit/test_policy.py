@@ -327,7 +327,8 @@ def test_report_options_follow_the_policy() -> None:
     assert options.metric == "auc"
     assert options.min_labeled == 200
     brier = parse_policy('policy: v1\nprimary: {metric: brier, promote_when: "ci.upper < 0"}\n')
-    assert report_options_for(brier).metric is None
+    assert report_options_for(brier).metric == "brier"
+    assert report_options_for(brier).inference == "sequential"
 
 
 # ---- the controller --------------------------------------------------------------------

@@ -78,3 +78,14 @@ def replay_note(replay: str, champion: str | None) -> str:
 
 def challenger_role(replay: str | None) -> str:
     return "challenger" if replay is None else "replay"
+
+
+def duration(seconds: float) -> str:
+    """`0.4 s`, `12 min`, `3.2 h`, `2.5 d`."""
+    if seconds < 60:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"

@@ -55,6 +55,8 @@ def ratio_parts(name: str, scores: FloatArray, labels: FloatArray, threshold: fl
         return RatioParts((predicted == labels).astype(np.float64), ones)
     if name == "log_loss":
         return RatioParts(row_log_loss(scores, labels), ones)
+    if name == "brier":
+        return RatioParts((scores - labels) ** 2, ones)
     if name == "rmse":
         return RatioParts((scores - labels) ** 2, ones, root=True)
     if name == "mae":

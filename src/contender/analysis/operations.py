@@ -6,13 +6,17 @@
   champion's answer went out; counted against the challenger (the champion's is 0).
 - Guardrails compare the two on the *paired requests* (both invoked), so traffic the
   challenger never saw (testing off) cannot flatter or hurt it:
-  - latency: challenger p99 / champion p99 must not exceed `max_latency_ratio`, each
-    arm's p99 taken on the paired requests it *answered* when both answered at least
-    `MIN_SERVED_FOR_LATENCY` of them. The arm that does not answer runs as shadow work at
-    idle priority, whose wall time waits for a free core: comparing one arm's shadow
-    latency with the other's answering latency would charge the challenger for the
-    service's own load. In shadow mode (weight 0) the challenger answers nothing, and
-    all paired requests are compared;
+  - latency: challenger p99 / champion p99 must not exceed `max_latency_ratio`, judged
+    on its interval (`latency_ratio.py`: a time-block bootstrap, the same blocks of
+    consecutive requests for both arms): `fail` when the whole interval is above the
+    limit, `pass` when it is at or below, else, and below `MIN_ROWS_FOR_P99` latencies
+    per arm, `inconclusive` (never a pass: a p99 of a few hundred requests moves by
+    +-25 % from run to run). Each arm's latencies are those of the paired requests it
+    *answered* when both answered at least `MIN_SERVED_FOR_LATENCY` of them. The arm
+    that does not answer runs as shadow work at idle priority, whose wall time waits for
+    a free core: comparing one arm's shadow latency with the other's answering latency
+    would charge the challenger for the service's own load. In shadow mode (weight 0)
+    the challenger answers nothing, and all paired requests are compared;
   - errors: the challenger must not fail significantly more often (one-sided exact
     test on requests where exactly one of them failed, p < 0.05 fails the guardrail).
   A ratio that cannot be computed (no latencies logged) does not fail the guardrail.
@@ -24,12 +28,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contender.analysis.data import ArmLog, LoggedRows
+from contender.analysis.data import ArmLog, BoolArray, LoggedRows
+from contender.analysis.latency_ratio import FAIL, INCONCLUSIVE, LatencyRatio, latency_ratio
 from contender.analysis.metrics import LatencySummary, latency_summary
 from contender.analysis.paired_tests import excess_failure_p_value
 
 GUARDRAIL_ALPHA = 0.05
 MIN_SERVED_FOR_LATENCY = 30
+MIN_ROWS_FOR_P99 = 2000
+# Past this many requests the bootstrap's cost (requests x replicates) is cut by fewer
+# replicates: the interval is narrow by then, and its ends move little.
+_MANY_REQUESTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -55,10 +64,17 @@ class Guardrails:
     max_latency_ratio: float
     error_rate_p_value: float
     """One-sided: small when the challenger fails more often than the champion."""
+    latency: LatencyRatio | None = None
+    """The ratio's interval and status; None when not judged (a replay)."""
 
     @property
     def latency_ok(self) -> bool:
-        return not self.latency_p99_ratio > self.max_latency_ratio  # NaN passes
+        """The latency guardrail has not failed (it may still be inconclusive)."""
+        return self.latency is None or self.latency.status != FAIL
+
+    @property
+    def latency_inconclusive(self) -> bool:
+        return self.latency is not None and self.latency.status == INCONCLUSIVE
 
     @property
     def errors_ok(self) -> bool:
@@ -83,7 +99,10 @@ def served_share(rows: LoggedRows) -> ServedShare:
     return ServedShare(champion=1.0 - challenger, challenger=challenger)
 
 
-def guardrails(rows: LoggedRows, max_latency_ratio: float) -> Guardrails:
+def guardrails(
+    rows: LoggedRows, max_latency_ratio: float, rng: np.random.Generator | None = None
+) -> Guardrails:
+    """`rng` seeds the latency bootstrap; None leaves the latency guardrail unjudged."""
     paired = rows.champion.invoked & rows.challenger.invoked
     challenger_answered = paired & rows.challenger_served & ~rows.fallback
     champion_answered = paired & ~rows.challenger_served
@@ -96,6 +115,10 @@ def guardrails(rows: LoggedRows, max_latency_ratio: float) -> Guardrails:
     champion_p99 = latency_summary(rows.champion.latency_ms[champion_on]).p99
     challenger_p99 = latency_summary(rows.challenger.latency_ms[challenger_on]).p99
     ratio = challenger_p99 / champion_p99 if champion_p99 > 0 else float("nan")
+    interval = None
+    if rng is not None:
+        interval = _latency_interval(rows, champion_on, challenger_on, max_latency_ratio, rng)
+        ratio = interval.ratio
     return Guardrails(
         n_paired_requests=int(paired.sum()),
         latency_p99_ratio=ratio,
@@ -103,4 +126,29 @@ def guardrails(rows: LoggedRows, max_latency_ratio: float) -> Guardrails:
         error_rate_p_value=excess_failure_p_value(
             rows.champion.failed[paired], rows.challenger.failed[paired]
         ),
+        latency=interval,
+    )
+
+
+def _latency_interval(
+    rows: LoggedRows,
+    champion_on: BoolArray,
+    challenger_on: BoolArray,
+    max_latency_ratio: float,
+    rng: np.random.Generator,
+) -> LatencyRatio:
+    """The ratio's interval over the requests either arm is judged on, in time order."""
+    either = champion_on | challenger_on
+    order = np.flatnonzero(either)
+    if rows.request_time is not None:
+        order = order[np.argsort(rows.request_time[order], kind="stable")]
+    champion_ms = np.where(champion_on, rows.champion.latency_ms, np.nan)[order]
+    challenger_ms = np.where(challenger_on, rows.challenger.latency_ms, np.nan)[order]
+    return latency_ratio(
+        champion_ms,
+        challenger_ms,
+        rng=rng,
+        n_replicates=500 if len(order) > _MANY_REQUESTS else 1000,
+        min_rows=MIN_ROWS_FOR_P99,
+        max_ratio=max_latency_ratio,
     )

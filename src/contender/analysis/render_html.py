@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from contender.analysis import formatting as fmt
+from contender.analysis import summary_lines
 from contender.analysis.coverage import Coverage
 from contender.analysis.curves import ArmCurves, Curve, Histogram
 from contender.analysis.quality import Difference
@@ -347,6 +348,13 @@ def _overview(report: Report) -> str:
     if report.replay is not None:
         note = fmt.replay_note(report.replay, report.champion.version)
         facts.insert(0, f"<b>replay</b>: {html.escape(note)}")
+    for name, line in (
+        ("inference", summary_lines.inference_line(report)),
+        ("power", summary_lines.power_line(report)),
+        ("p99 latency", summary_lines.latency_line(report)),
+        ("labels", summary_lines.labels_line(report)),
+    ):
+        facts.append(f"<b>{name}</b>: {html.escape(line)}")
     return "<ul>" + "".join(f"<li>{fact}</li>" for fact in facts) + "</ul>"
 
 

@@ -5,7 +5,11 @@ SPEC keys: `model`, `n_requests`, `n_rows`, `n_labeled`, `served_share`, `agreem
 and, with labels, each metric with `<metric>_ci`), `difference`, `verdict`, `coverage`.
 Extras: `task`, `threshold`, `primary_metric`, `n_paired`, `n_requests_other_versions`,
 per arm `n_rows_scored`, `fallback_count`, `log_loss`; per difference `test` and
-`ci_method`; `guardrails`, `verdict_reason`, `seed`; `replay` (null, or with `--replay V`
+`ci_method`; `difference.error_rate` (on the requests both ran); `inference`, `alpha`,
+`tuning_rows` (the boundary every interval follows); `power` (`minimum_detectable`,
+`target_effect`, `rows_needed`, `rows_still_needed` at 80 % power); `latency_ratio`
+(`ratio`, `ci`, `status`: the latency guardrail on its interval; null on a replay);
+`label_quality`; `guardrails`, `verdict_reason`, `seed`; `replay` (null, or with `--replay V`
 `{"version", "champion_version", "latency"}`: the challenger's place holds V replayed
 offline, and its latency is offline batch time). NaN (undefined) is written `null`.
 
@@ -26,7 +30,7 @@ import orjson
 
 from contender.analysis.coverage import Coverage
 from contender.analysis.operations import ArmOperations
-from contender.analysis.quality import Estimate
+from contender.analysis.quality import Difference, Estimate
 from contender.analysis.report import Report
 
 REPLAY_LATENCY = (
@@ -73,6 +77,64 @@ def coverage_to_dict(coverage: Coverage) -> dict[str, Any]:
     }
 
 
+def _difference(difference: Difference) -> dict[str, Any]:
+    return {
+        "estimate": _number(difference.estimate),
+        "ci": _pair(difference.ci),
+        "p_value": _number(difference.p_value),
+        "test": difference.test,
+        "ci_method": difference.ci_method,
+    }
+
+
+def _power(report: Report) -> dict[str, Any]:
+    power = report.power
+    return {
+        "metric": power.metric,
+        "power": power.power,
+        "minimum_detectable": _number(power.minimum_detectable),
+        "target_effect": power.target_effect,
+        "rows_needed": power.rows_needed,
+        "rows_still_needed": power.rows_still_needed,
+    }
+
+
+def _latency_ratio(report: Report) -> dict[str, Any] | None:
+    latency = report.guardrails.latency
+    if latency is None:
+        return None
+    return {
+        "ratio": _number(latency.ratio),
+        "ci": _pair(latency.ci),
+        "status": latency.status,
+        "n_champion": latency.n_champion,
+        "n_challenger": latency.n_challenger,
+        "max_ratio": report.guardrails.max_latency_ratio,
+    }
+
+
+def _label_quality(report: Report) -> dict[str, Any]:
+    quality = report.label_quality
+    srm = quality.srm
+    return {
+        "labeled_share": _number(quality.labeled_share),
+        "labeled_share_by_arm": {
+            arm: _number(share) for arm, share in quality.labeled_share_by_arm.items()
+        },
+        "label_delay_s": {name: _number(value) for name, value in quality.label_delay_s.items()},
+        "orphan_feedback": quality.orphan_feedback,
+        "srm_p": None if srm is None else _number(srm.p_value),
+        "srm": None
+        if srm is None
+        else {
+            "n": srm.n,
+            "expected_share": _number(srm.expected_share),
+            "observed_share": _number(srm.observed_share),
+        },
+        "gates_failed": list(quality.failures),
+    }
+
+
 def report_to_dict(report: Report) -> dict[str, Any]:
     quality = report.quality
     guardrails = report.guardrails
@@ -94,16 +156,36 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "coverage": coverage_to_dict(report.coverage),
         "champion": _arm(report.champion, quality.champion if quality else {}),
         "challenger": _arm(report.challenger, quality.challenger if quality else {}),
+        "inference": report.boundary.mode,
+        "alpha": report.boundary.alpha,
+        "tuning_rows": report.boundary.tuning_rows,
         "difference": {
-            name: {
-                "estimate": _number(difference.estimate),
-                "ci": _pair(difference.ci),
-                "p_value": _number(difference.p_value),
-                "test": difference.test,
-                "ci_method": difference.ci_method,
-            }
-            for name, difference in (quality.differences.items() if quality else [])
+            name: _difference(difference)
+            for name, difference in (
+                *(quality.differences.items() if quality else []),
+                *(
+                    [("error_rate", report.error_rate_difference)]
+                    if report.error_rate_difference is not None
+                    else []
+                ),
+            )
         },
+        "power": _power(report),
+        "weighted": None
+        if report.weighted is None
+        else {
+            name: {
+                "champion": _number(metric.champion),
+                "challenger": _number(metric.challenger),
+                "difference": _number(metric.difference),
+                "difference_ci": _pair(metric.difference_ci),
+                "n_labeled": metric.n_labeled,
+                "not_identifiable": metric.reason,
+            }
+            for name, metric in report.weighted.items()
+        },
+        "latency_ratio": _latency_ratio(report),
+        "label_quality": _label_quality(report),
         "guardrails": {
             "n_paired_requests": guardrails.n_paired_requests,
             "latency_p99_ratio": _number(guardrails.latency_p99_ratio),

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from contender.analysis import formatting as fmt
+from contender.analysis import summary_lines
 from contender.analysis.coverage import Coverage
 from contender.analysis.quality import Estimate, QualityComparison
 from contender.analysis.report import Report
@@ -68,6 +69,12 @@ def _overview(report: Report) -> Table:
         rows.append(("left out", f"{report.n_requests_other_versions:,} older-version records"))
     if report.replay is not None:
         rows.insert(0, ("replay", fmt.replay_note(report.replay, report.champion.version)))
+    rows += [
+        ("inference", summary_lines.inference_line(report)),
+        ("power", summary_lines.power_line(report)),
+        ("p99 latency", summary_lines.latency_line(report)),
+        ("labels", summary_lines.labels_line(report)),
+    ]
     for name, value in rows:
         table.add_row(name, value)
     return table

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from contender.analysis import curves
 from contender.analysis.coverage import Coverage, coverage
 from contender.analysis.data import LoggedRows
 from contender.analysis.intervals import N_REPLICATES
+from contender.analysis.label_quality import LabelGates, LabelQuality, label_quality
 from contender.analysis.labels import apply_label_table, read_labels_csv
 from contender.analysis.load import load_logged_rows
 from contender.analysis.load_replay import load_replayed_rows
@@ -35,9 +37,23 @@ from contender.analysis.operations import (
     guardrails,
     served_share,
 )
-from contender.analysis.quality import LabeledPairs, QualityComparison, compare_quality
+from contender.analysis.power_summary import PowerSummary, power_summary
+from contender.analysis.propensity import WeightedMetric
+from contender.analysis.quality import (
+    Difference,
+    LabeledPairs,
+    QualityComparison,
+    compare_quality,
+)
+from contender.analysis.selective_labels import (
+    LABELS_FOLLOW,
+    weighted_comparison,
+    weighted_primary,
+)
+from contender.analysis.sequential import Boundary, mean_difference
 from contender.analysis.task import Task, check_binary_labels, detect_task, primary_metric
 from contender.analysis.verdict import Evidence, Verdict, decide
+from contender.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,24 @@ class ReportOptions:
     """Bootstrap replicates."""
     replay: str | None = None
     """`--replay V`: the challenger's place holds version V replayed offline."""
+    inference: str = "sequential"
+    """`sequential` (always-valid intervals and p-values) or `fixed` (one look)."""
+    alpha: float = 0.05
+    """Two-sided error rate of every interval: over all looks, in sequential mode."""
+    tuning_rows: int = 5000
+    """Labeled requests at which the sequential boundary is tightest."""
+    target_effect: float | None = None
+    """The difference `power` counts the rows for (None: 0.01 for AUC and rates)."""
+    labels_follow: str = "all"
+    """`served-positive`: labels arrive only for rows the served model flagged (plus
+    `audit_rate` of the rest): metrics are inverse-propensity weighted."""
+    audit_rate: float = 0.0
+    srm_alpha: float = 0.001
+    """The sample-ratio-mismatch gate's level (always valid, so daily looks are fine)."""
+    max_arm_label_gap: float = 0.1
+    """Largest gap between the arms' labeled shares before the labels count as biased."""
+    min_labeled_share: float = 0.0
+    """Smallest labeled share of all rows (0: no such gate)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +122,13 @@ class Report:
     quality: QualityComparison | None
     """None without labeled paired rows."""
     guardrails: Guardrails
+    label_quality: LabelQuality
+    weighted: dict[str, WeightedMetric] | None
+    """`--labels-follow served-positive`: the weighted metrics, else None."""
+    error_rate_difference: Difference | None
+    """Challenger minus champion error rate on the requests both ran, with its interval."""
+    boundary: Boundary
+    power: PowerSummary
     verdict: Verdict
     figures: Figures
     seed: int
@@ -150,6 +191,39 @@ def _figures(rows: LoggedRows, pairs: LabeledPairs, task: Task, seed: int) -> Fi
     )
 
 
+def boundary_of(options: ReportOptions) -> Boundary:
+    if options.inference not in ("sequential", "fixed"):
+        raise ConfigError(f"--inference {options.inference!r}: use sequential or fixed")
+    if not 0 < options.alpha < 1:
+        raise ConfigError(f"--alpha {options.alpha}: use a level between 0 and 1")
+    if options.tuning_rows < 1:
+        raise ConfigError(f"--tuning-rows {options.tuning_rows}: use at least 1")
+    mode: Literal["sequential", "fixed"] = (
+        "sequential" if options.inference == "sequential" else "fixed"
+    )
+    return Boundary(mode, options.alpha, options.tuning_rows)
+
+
+def _error_rate_difference(rows: LoggedRows, boundary: Boundary) -> Difference | None:
+    """On the requests both arms ran: the mean of per-request failure differences."""
+    paired = rows.champion.invoked & rows.challenger.invoked
+    n = int(paired.sum())
+    if n < 2:
+        return None
+    per_request = rows.challenger.failed[paired].astype(np.float64) - rows.champion.failed[
+        paired
+    ].astype(np.float64)
+    inference = mean_difference(per_request, np.arange(n, dtype=np.int64), n, boundary)
+    half = inference.ci[1] - inference.estimate
+    multiplier = boundary.multiplier(n)
+    return Difference(
+        *inference,
+        test=f"{boundary.mode} mean of per-request failure differences",
+        ci_method="confidence sequence" if boundary.mode == "sequential" else "normal",
+        se=half / multiplier if multiplier > 0 else float("nan"),
+    )
+
+
 def compute_report(rows: LoggedRows, options: ReportOptions) -> Report:
     """The full comparison; raises ConfigError for labels or a metric that do not fit."""
     task = detect_task(rows)
@@ -158,24 +232,49 @@ def compute_report(rows: LoggedRows, options: ReportOptions) -> Report:
     metric = primary_metric(task, options.metric)
     pairs, n_paired = labeled_pairs(rows)
     rng = np.random.default_rng(options.seed)
+    boundary = boundary_of(options)
     quality = (
-        compare_quality(pairs, task, options.threshold, rng, options.n_replicates)
+        compare_quality(pairs, task, options.threshold, rng, options.n_replicates, boundary)
         if len(pairs)
         else None
     )
-    checks = guardrails(rows, options.max_latency_ratio)
+    # Its own generator, so the latency bootstrap never shifts the quality one. A replay's
+    # offline batch time against serving latency says nothing about serving V: unjudged.
+    latency_rng = None if options.replay is not None else np.random.default_rng([options.seed, 2])
+    checks = guardrails(rows, options.max_latency_ratio, latency_rng)
     if options.replay is not None:
-        # Offline batch time against serving latency says nothing about serving V.
         checks = replace(checks, latency_p99_ratio=float("nan"))
+    if options.labels_follow not in LABELS_FOLLOW:
+        raise ConfigError(
+            f"--labels-follow {options.labels_follow!r}: use {' or '.join(LABELS_FOLLOW)}"
+        )
+    selective = options.labels_follow == "served-positive"
+    labels = label_quality(
+        rows,
+        LabelGates(
+            options.srm_alpha,
+            options.max_arm_label_gap,
+            options.min_labeled_share,
+            check_arm_gap=not selective,
+        ),
+    )
+    difference = quality.differences.get(metric) if quality else None
+    failures = labels.failures
+    weighted = None
+    if selective:
+        weighted = weighted_comparison(rows, options.threshold, options.audit_rate, options.seed)
+        difference, unidentified = weighted_primary(metric, weighted, boundary, n_paired)
+        failures = (*failures, unidentified) if unidentified else failures
     covered = coverage(rows)
     evidence = Evidence(
         primary_metric=metric,
-        difference=quality.differences.get(metric) if quality else None,
+        difference=difference,
         n_paired=n_paired,
         n_labeled=len(pairs),
         min_labeled=options.min_labeled,
         guardrails=checks,
         coverage=covered,
+        label_failures=failures,
     )
     return Report(
         model=rows.model,
@@ -194,6 +293,11 @@ def compute_report(rows: LoggedRows, options: ReportOptions) -> Report:
         challenger=arm_operations(rows.challenger, fallback_count=int(rows.fallback.sum())),
         quality=quality,
         guardrails=checks,
+        label_quality=labels,
+        weighted=weighted,
+        error_rate_difference=_error_rate_difference(rows, boundary),
+        boundary=boundary,
+        power=power_summary(metric, quality, pairs, boundary, options.target_effect),
         verdict=decide(evidence),
         figures=_figures(rows, pairs, task, options.seed),
         seed=options.seed,

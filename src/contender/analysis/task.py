@@ -27,7 +27,7 @@ class Task(StrEnum):
     REGRESSOR = "regressor"
 
 
-CLASSIFIER_METRICS = ("auc", "precision", "recall", "accuracy", "log_loss")
+CLASSIFIER_METRICS = ("auc", "precision", "recall", "accuracy", "log_loss", "brier")
 REGRESSOR_METRICS = ("rmse", "mae")
 HIGHER_IS_BETTER = {
     "auc": True,
@@ -35,6 +35,7 @@ HIGHER_IS_BETTER = {
     "recall": True,
     "accuracy": True,
     "log_loss": False,
+    "brier": False,
     "rmse": False,
     "mae": False,
 }

@@ -5,14 +5,18 @@ The rule, applied in this order:
 1. No row was scored by both models -> **inconclusive**.
 2. Fewer than `min_labeled` labeled rows scored by both -> **inconclusive** (too little
    evidence to judge quality).
+2b. A label-quality gate fails (`label_quality.py`: a sample-ratio mismatch, labels that
+   depend on who answered, too few rows labeled) -> **inconclusive**, with the reasons.
 3. The primary metric (`--metric`; default AUC for classifiers, RMSE for regressors)
    cannot be computed (say, one class only among the labels) -> **inconclusive**.
 4. The 95 % interval of the primary metric's difference (challenger minus champion) lies
    entirely on the worse side of 0 -> **keep**.
 5. A guardrail fails -> **keep**: the challenger fails significantly more often than the
-   champion (one-sided exact test, p < 0.05), or its p99 latency exceeds
-   `max_latency_ratio` times the champion's, both on the requests both served.
-6. The interval lies entirely on the better side of 0 -> **promote**.
+   champion (one-sided exact test, p < 0.05), or the whole interval of its p99 latency
+   ratio lies above `max_latency_ratio`.
+6. The interval lies entirely on the better side of 0 -> **promote**, unless the latency
+   guardrail is inconclusive (too few latencies for a stable p99, or an interval across
+   the limit) -> **inconclusive**.
 7. Otherwise (the interval contains 0) -> **inconclusive**.
 
 "Better" is higher for auc, precision, recall and accuracy, lower for log_loss, rmse, mae.
@@ -32,7 +36,7 @@ from enum import StrEnum
 
 from contender.analysis import formatting as fmt
 from contender.analysis.coverage import Coverage
-from contender.analysis.operations import GUARDRAIL_ALPHA, Guardrails
+from contender.analysis.operations import GUARDRAIL_ALPHA, MIN_ROWS_FOR_P99, Guardrails
 from contender.analysis.quality import Difference
 from contender.analysis.task import HIGHER_IS_BETTER
 
@@ -64,6 +68,8 @@ class Evidence:
     guardrails: Guardrails
     coverage: Coverage | None = None
     """Only for the note on skipped requests; None: no note."""
+    label_failures: tuple[str, ...] = ()
+    """Label-quality gates that failed (rule 2b)."""
 
 
 def _describe(metric: str, difference: Difference) -> str:
@@ -82,11 +88,28 @@ def _guardrail_failures(guardrails: Guardrails) -> list[str]:
             f"({fmt.p_equals(guardrails.error_rate_p_value)}, limit {GUARDRAIL_ALPHA})"
         )
     if not guardrails.latency_ok:
-        failures.append(
-            f"challenger p99 latency is {guardrails.latency_p99_ratio:.2f}x the champion's "
-            f"(limit {guardrails.max_latency_ratio:g}x)"
-        )
+        failures.append(f"challenger p99 latency is {_latency(guardrails)}")
     return failures
+
+
+def _latency(guardrails: Guardrails) -> str:
+    """`1.90x the champion's (95% CI 1.62x to 2.21x, limit 1.5x)`."""
+    interval = ""
+    if guardrails.latency is not None and not math.isnan(guardrails.latency.ci[0]):
+        lo, hi = guardrails.latency.ci
+        interval = f"95% CI {lo:.2f}x to {hi:.2f}x, "
+    return (
+        f"{guardrails.latency_p99_ratio:.2f}x the champion's "
+        f"({interval}limit {guardrails.max_latency_ratio:g}x)"
+    )
+
+
+def _latency_short(guardrails: Guardrails) -> str:
+    if guardrails.latency is None:
+        return "not judged"
+    if math.isnan(guardrails.latency.ci[1]):
+        return f"{guardrails.latency_p99_ratio:.2f}"
+    return f"{guardrails.latency_p99_ratio:.2f}, CI up to {guardrails.latency.ci[1]:.2f}"
 
 
 def _side(metric: str, difference: Difference) -> int:
@@ -130,6 +153,8 @@ def _apply_rule(evidence: Evidence) -> Verdict:
             f"{count} labeled rows scored by both models (at least {evidence.min_labeled} "
             "needed: send ground truth to /feedback or pass --labels)",
         )
+    if evidence.label_failures:
+        return Verdict(Decision.INCONCLUSIVE, "; ".join(evidence.label_failures))
     if difference is None or any(math.isnan(v) for v in (difference.estimate, *difference.ci)):
         return Verdict(Decision.INCONCLUSIVE, f"{metric} cannot be computed on the labeled rows")
     described = _describe(metric, difference)
@@ -139,11 +164,25 @@ def _apply_rule(evidence: Evidence) -> Verdict:
         return Verdict(Decision.KEEP, "; ".join([f"challenger is worse: {described}", *failures]))
     if failures:
         return Verdict(Decision.KEEP, "; ".join([*failures, described]))
+    if side > 0 and evidence.guardrails.latency_inconclusive:
+        latency = evidence.guardrails.latency
+        assert latency is not None
+        n = min(latency.n_champion, latency.n_challenger)
+        why = (
+            f"only {n:,} latencies for the smaller arm (at least {MIN_ROWS_FOR_P99:,} "
+            "needed for a stable p99)"
+            if n < MIN_ROWS_FOR_P99
+            else f"p99 latency ratio {_latency(evidence.guardrails)} is not clear of the limit"
+        )
+        return Verdict(
+            Decision.INCONCLUSIVE,
+            f"challenger is better: {described}; but the latency guardrail is inconclusive: {why}",
+        )
     if side > 0:
         return Verdict(
             Decision.PROMOTE,
             f"challenger is better: {described}; guardrails pass "
-            f"(p99 latency ratio {evidence.guardrails.latency_p99_ratio:.2f}, "
+            f"(p99 latency ratio {_latency_short(evidence.guardrails)}, "
             f"error rate test {fmt.p_equals(evidence.guardrails.error_rate_p_value)})",
         )
     return Verdict(Decision.INCONCLUSIVE, f"no significant difference: {described}")

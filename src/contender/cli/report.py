@@ -17,6 +17,7 @@ from contender.errors import ConfigError, ContenderError
 
 if TYPE_CHECKING:
     from contender.analysis.report import Report
+    from contender.policy.parse import Policy
 
 
 def _write_html(report: Report, path: Path) -> str:
@@ -36,18 +37,34 @@ def _emit(
     html: Path | None,
     log_to_mlflow: bool,
     tracking_uri: str | None,
+    policy: Policy | None = None,
 ) -> None:
     """Every requested output; notes go to stderr so `--json` stdout stays one object."""
+    import orjson
     from rich.console import Console
 
-    from contender.analysis.render_json import report_to_json
+    from contender.analysis.render_json import report_to_dict
     from contender.analysis.render_terminal import render_terminal
 
     page = _write_html(report, html) if html is not None else None
+    body = report_to_dict(report)
+    evaluation = None
+    if policy is not None:
+        from contender.policy.evaluate import evaluate
+
+        evaluation = evaluate(policy, body)
+        body["policy"] = {"source": policy.source, **evaluation.as_dict()}
     if as_json:
-        typer.echo(report_to_json(report))
+        typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
     else:
-        render_terminal(report, Console())
+        console = Console()
+        render_terminal(report, console)
+        if evaluation is not None:
+            from rich.panel import Panel
+
+            title = f"policy {policy.source if policy else ''}"
+            text = f"[bold]{evaluation.outcome.value.upper()}[/bold]\n{evaluation.reason}"
+            console.print(Panel(text, title=title, expand=False))
     if html is not None:
         typer.echo(f"HTML report written to {html}", err=True)
     if log_to_mlflow:
@@ -103,6 +120,39 @@ def report(
         str | None, typer.Option(help="MLflow tracking URI for --log-to-mlflow.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    inference: Annotated[
+        str,
+        typer.Option(
+            "--inference",
+            help="sequential: always-valid intervals, safe to read every day; fixed: one look.",
+        ),
+    ] = "sequential",
+    alpha: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Error rate of every interval (two-sided).")
+    ] = 0.05,
+    tuning_rows: Annotated[
+        int, typer.Option(min=1, help="Labeled requests where the sequential boundary is tightest.")
+    ] = 5000,
+    target_effect: Annotated[
+        float | None,
+        typer.Option(help="Difference the power line counts rows for (default 0.01 for AUC)."),
+    ] = None,
+    labels_follow: Annotated[
+        str,
+        typer.Option(
+            "--labels-follow",
+            help="all, or served-positive: labels arrive only for rows the served model "
+            "flagged (plus --audit-rate of the rest); metrics are then weighted.",
+        ),
+    ] = "all",
+    audit_rate: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="With served-positive: share of the rest labeled."),
+    ] = 0.0,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="A promotion policy (YAML) to judge the report by."),
+    ] = None,
     replay: Annotated[
         str | None,
         typer.Option(
@@ -113,6 +163,8 @@ def report(
     ] = None,
 ) -> None:
     """Compare champion and challenger on the logged predictions; print a verdict."""
+    from dataclasses import replace as with_fields
+
     from contender.analysis.load import parse_since
     from contender.analysis.report import ReportOptions, build_report
 
@@ -123,11 +175,35 @@ def report(
         min_labeled=min_labeled,
         seed=seed,
         replay=replay,
+        inference=inference,
+        alpha=alpha,
+        tuning_rows=tuning_rows,
+        target_effect=target_effect,
+        labels_follow=labels_follow,
+        audit_rate=audit_rate,
     )
     try:
+        rules = None
+        if policy is not None:
+            from contender.policy.evaluate import report_options_for
+            from contender.policy.parse import load_policy
+
+            rules = load_policy(policy)
+            # The policy's inference, metric and gates; the flags for the rest.
+            chosen = report_options_for(rules)
+            options = with_fields(
+                chosen,
+                threshold=threshold,
+                max_latency_ratio=max_latency_ratio,
+                seed=seed,
+                replay=replay,
+                target_effect=target_effect,
+                labels_follow=labels_follow,
+                audit_rate=audit_rate,
+            )
         since_at = parse_since(since) if since is not None else None
         result = build_report(log_store, model, labels, since_at, options)
-        _emit(result, as_json, html, log_to_mlflow, tracking_uri)
+        _emit(result, as_json, html, log_to_mlflow, tracking_uri, rules)
     except ContenderError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

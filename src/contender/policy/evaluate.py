@@ -245,16 +245,26 @@ def evaluate(policy: Policy, report: Mapping[str, Any]) -> Evaluation:
 
 
 def report_options_for(policy: Policy) -> ReportOptions:
-    """The `ReportOptions` a report judged by `policy` is computed with (the one place to
-    pass the policy's `alpha`, `inference` and the like as `ReportOptions` learns them)."""
+    """The `ReportOptions` a report judged by `policy` is computed with: its metric,
+    `alpha`, inference mode, tuning and burn-in rows, and the label-quality gates it
+    sets (the report's own defaults for the others)."""
     from contender.analysis.report import ReportOptions
-    from contender.analysis.task import CLASSIFIER_METRICS, REGRESSOR_METRICS
 
-    metric = policy.primary.metric
-    known = metric in CLASSIFIER_METRICS or metric in REGRESSOR_METRICS
+    gates = policy.label_quality
+    defaults = ReportOptions()
     return ReportOptions(
-        metric=metric if known else None,
+        metric=policy.primary.metric,
         min_labeled=policy.inference.burn_in_rows,
+        inference=policy.inference.mode,
+        alpha=policy.alpha,
+        tuning_rows=policy.inference.tuning_rows,
+        srm_alpha=gates.srm_alpha if gates.srm_alpha is not None else defaults.srm_alpha,
+        max_arm_label_gap=(
+            gates.max_arm_coverage_gap
+            if gates.max_arm_coverage_gap is not None
+            else defaults.max_arm_label_gap
+        ),
+        min_labeled_share=gates.min_coverage or 0.0,
     )
 
 

@@ -33,6 +33,7 @@ SPEC_KEYS = {
 }
 ARM_KEYS = {"version", "n", "error_rate", "latency_ms"}
 CLASSIFIER_METRICS = ("auc", "precision", "recall", "accuracy")
+ONE_ROW = 4400
 
 
 @pytest.fixture
@@ -44,14 +45,15 @@ def app() -> typer.Typer:
 
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
-    """600 one-row requests (a better challenger, 10 % served by it) and 5 three-row ones."""
+    """4,400 one-row requests (a better challenger, half served by it: enough latencies
+    per arm for the p99 guardrail) and 5 three-row ones."""
     rng = np.random.default_rng(40)
-    data = classifier_data(615, rng, 0.6, 1.4)
+    data = classifier_data(ONE_ROW + 15, rng, 0.6, 1.4)
     records, feedback = [], []
-    for i in range(600):
-        served = "challenger" if i % 10 == 0 else "champion"
+    for i in range(ONE_ROW):
+        served = "challenger" if i % 2 == 0 else "champion"
         a, b = float(data.champion[i]), float(data.challenger[i])
-        timestamp = f"2025-03-01T12:{i // 60:02d}:{i % 60:02d}.000000+00:00"
+        timestamp = f"2025-03-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000+00:00"
         latency = (float(rng.lognormal(2.3, 0.2)), float(rng.lognormal(2.3, 0.2)))
         records.append(
             record(f"q{i}", [[1 - a, a]], [[1 - b, b]], served_by=served, timestamp=timestamp,
@@ -59,13 +61,13 @@ def store_url(tmp_path: Path) -> str:
         )  # fmt: skip
         feedback.append(Feedback(f"q{i}", 0, int(data.labels[i])))
     for j in range(5):
-        index = slice(600 + 3 * j, 603 + 3 * j)
+        index = slice(ONE_ROW + 3 * j, ONE_ROW + 3 + 3 * j)
         a_rows = [[1 - x, x] for x in data.champion[index].tolist()]
         b_rows = [[1 - x, x] for x in data.challenger[index].tolist()]
         records.append(
             record(f"multi{j}", a_rows, b_rows, timestamp="2025-03-01T13:00:00.000000+00:00")
         )
-        feedback.append(Feedback(f"multi{j}", 1, int(data.labels[601 + 3 * j])))
+        feedback.append(Feedback(f"multi{j}", 1, int(data.labels[ONE_ROW + 1 + 3 * j])))
     url = f"sqlite:///{tmp_path / 'log.db'}"
     store = SqlPredictionStore(url)
     store.append_many(records)
@@ -83,7 +85,7 @@ def test_terminal_table(app: typer.Typer, store_url: str) -> None:
     assert result.exit_code == 0, result.output
     for text in ("champion v1", "challenger v2", "auc *", "p99 ms", "verdict", "PROMOTE"):
         assert text in result.stdout
-    assert "100.0% of 605 requests scored by both" in result.stdout
+    assert "100.0% of 4,405 requests scored by both" in result.stdout
 
 
 def test_json_has_every_spec_key(app: typer.Typer, store_url: str) -> None:
@@ -91,8 +93,8 @@ def test_json_has_every_spec_key(app: typer.Typer, store_url: str) -> None:
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body.keys() >= SPEC_KEYS
-    assert (body["n_requests"], body["n_rows"], body["n_labeled"]) == (605, 615, 605)
-    assert body["served_share"]["challenger"] == pytest.approx(60 / 605)
+    assert (body["n_requests"], body["n_rows"], body["n_labeled"]) == (4405, 4415, 4405)
+    assert body["served_share"]["challenger"] == pytest.approx(2200 / 4405)
     for arm in ("champion", "challenger"):
         assert body[arm].keys() >= ARM_KEYS
         assert set(body[arm]["latency_ms"]) == {"p50", "p95", "p99"}
@@ -108,8 +110,8 @@ def test_json_has_every_spec_key(app: typer.Typer, store_url: str) -> None:
     assert body["verdict"] == "promote"
     assert body["verdict_reason"].startswith("challenger is better")
     assert body["coverage"] == {
-        "n_requests": 605,
-        "both_scored": 605,
+        "n_requests": 4405,
+        "both_scored": 4405,
         "share": 1.0,
         "not_scored": {"overload": 0, "breaker_open": 0, "error": 0, "not_invoked": 0},
         "skipped_by_arm": {
@@ -125,7 +127,7 @@ def test_json_is_reproducible_with_a_seed(app: typer.Typer, store_url: str) -> N
 
 
 def test_options_change_the_verdict(app: typer.Typer, store_url: str) -> None:
-    result = _run(app, "--model", "m", "--log-store", store_url, "--json", "--min-labeled", "1000")
+    result = _run(app, "--model", "m", "--log-store", store_url, "--json", "--min-labeled", "9000")
     assert json.loads(result.stdout)["verdict"] == "inconclusive"
     result = _run(app, "--model", "m", "--log-store", store_url, "--json", "--metric", "log_loss")
     assert json.loads(result.stdout)["primary_metric"] == "log_loss"
@@ -156,7 +158,7 @@ def test_labels_file_overrides_and_adds(app: typer.Typer, store_url: str, tmp_pa
     labels = tmp_path / "labels.csv"
     labels.write_text("request_id,row,label\nmulti0,0,1\nmulti0,2,0\n")
     result = _run(app, "--model", "m", "--log-store", store_url, "--json", "--labels", str(labels))
-    assert json.loads(result.stdout)["n_labeled"] == 607
+    assert json.loads(result.stdout)["n_labeled"] == 4407
 
 
 @pytest.mark.parametrize(
@@ -292,9 +294,9 @@ def test_latest_verdict_for_promote(store_url: str, tmp_path: Path) -> None:
     assert judged is not None
     assert reason.startswith("challenger is better")
     # Flipped labels turn the better challenger into the worse one.
-    truth = classifier_data(615, np.random.default_rng(40), 0.6, 1.4).labels
+    truth = classifier_data(ONE_ROW + 15, np.random.default_rng(40), 0.6, 1.4).labels
     labels = tmp_path / "labels.csv"
-    flipped = "".join(f"q{i},{1 - int(truth[i])}\n" for i in range(600))
+    flipped = "".join(f"q{i},{1 - int(truth[i])}\n" for i in range(ONE_ROW))
     labels.write_text("request_id,label\n" + flipped)
     verdict, reason, _ = latest_verdict(store_url, "m", labels_csv=labels)
     assert verdict == "keep"

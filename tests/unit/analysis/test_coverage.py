@@ -146,18 +146,18 @@ def _rows_with_skips(n: int, overload: int, breaker_open: int) -> LoggedRows:
 
 @pytest.fixture
 def skipped_report() -> Report:
-    return compute_report(_rows_with_skips(2000, overload=500, breaker_open=30), OPTIONS)
+    return compute_report(_rows_with_skips(4000, overload=1000, breaker_open=60), OPTIONS)
 
 
 def test_terminal_shows_coverage(skipped_report: Report) -> None:
     buffer = io.StringIO()
     render_terminal(skipped_report, Console(file=buffer, width=100))
     text = buffer.getvalue()
-    assert "73.5% of 2,000 requests scored by both" in text
-    assert "not scored: overload 500, breaker open 30" in text
+    assert "73.5% of 4,000 requests scored by both" in text
+    assert "not scored: overload 1,000, breaker open 60" in text
     # Per arm, in the metrics table: the count, the reason below it.
-    assert re.search(r"skipped +0 +500 *\n *overload", text)
-    assert re.search(r"skipped +0 +30 *\n *breaker open", text)
+    assert re.search(r"skipped +0 +1,000 *\n *overload", text)
+    assert re.search(r"skipped +0 +60 *\n *breaker open", text)
 
 
 def test_terminal_without_skips_has_no_skip_rows() -> None:
@@ -173,8 +173,8 @@ def test_terminal_without_skips_has_no_skip_rows() -> None:
 def test_html_shows_coverage(skipped_report: Report) -> None:
     page = render_html(skipped_report)
     assert "<h2>Coverage</h2>" in page
-    assert "73.5% of 2,000 requests" in page
-    assert "<td>breaker open</td><td>30</td><td>1.5%</td>" in page
+    assert "73.5% of 4,000 requests" in page
+    assert "<td>breaker open</td><td>60</td><td>1.5%</td>" in page
     assert "Requests by coverage" in page
     assert page.count("plotly.js v") == 1  # still inlined once, now in the first figure
     assert page.index("Requests by coverage") < page.index("Latency distribution")
@@ -182,10 +182,10 @@ def test_html_shows_coverage(skipped_report: Report) -> None:
 
 def test_low_coverage_is_noted_without_changing_the_verdict(skipped_report: Report) -> None:
     reason = skipped_report.verdict.reason
-    assert "note: only 73.5% of 2,000 requests were scored by both models" in reason
-    assert reason.endswith("(not scored: overload 500, breaker open 30)")
+    assert "note: only 73.5% of 4,000 requests were scored by both models" in reason
+    assert reason.endswith("(not scored: overload 1,000, breaker open 60)")
     # Only the requests both scored, without the skipped ones: the same verdict, no note.
-    full, keep = _rows_with_skips(2000, 0, 0), np.arange(530, 2000)
+    full, keep = _rows_with_skips(4000, 0, 0), np.arange(1060, 4000)
     champion, challenger = (
         arm_log(arm.scores[keep], latency_ms=arm.latency_ms[keep], list_valued=True, version=v)
         for arm, v in ((full.champion, "1"), (full.challenger, "2"))
@@ -196,7 +196,7 @@ def test_low_coverage_is_noted_without_changing_the_verdict(skipped_report: Repo
 
 
 def test_a_few_skips_or_a_challenger_not_invoked_get_no_note() -> None:
-    few = compute_report(_rows_with_skips(2000, overload=100, breaker_open=0), OPTIONS)
+    few = compute_report(_rows_with_skips(4000, overload=200, breaker_open=0), OPTIONS)
     assert few.coverage.share == pytest.approx(0.95)
     assert "note:" not in few.verdict.reason
     rows = classifier_rows(300, np.random.default_rng(62))
@@ -210,7 +210,7 @@ def test_a_few_skips_or_a_challenger_not_invoked_get_no_note() -> None:
 def test_mlflow_metrics_carry_coverage(skipped_report: Report) -> None:
     metrics = report_metrics(skipped_report)
     assert metrics["coverage_share"] == pytest.approx(0.735)
-    assert metrics["coverage_not_scored_breaker_open"] == 30
+    assert metrics["coverage_not_scored_breaker_open"] == 60
 
 
 def test_a_challenger_skipped_everywhere_is_inconclusive_and_says_why() -> None:

@@ -40,7 +40,7 @@ def test_without_labels_the_json_has_no_quality_keys() -> None:
     report = compute_report(rows.with_labels(np.full(300, np.nan)), OPTIONS)
     body = report_to_dict(report)
     assert body["n_labeled"] == 0
-    assert body["difference"] == {}
+    assert set(body["difference"]) == {"error_rate"}  # operational, needs no labels
     assert "auc" not in body["champion"]
     assert body["verdict_reason"].startswith("no labeled rows scored by both")
     json.loads(report_to_json(report))
@@ -58,7 +58,7 @@ def test_undefined_values_are_null_in_json() -> None:
 def test_regressor_json_has_rmse_and_mae(regressor_report: Report) -> None:
     body = report_to_dict(regressor_report)
     assert {"rmse", "rmse_ci", "mae", "mae_ci"} <= body["champion"].keys()
-    assert set(body["difference"]) == {"rmse", "mae"}
+    assert set(body["difference"]) == {"rmse", "mae", "error_rate"}
     assert body["n_rows"] == 1200
     assert body["n_requests"] == 400
 

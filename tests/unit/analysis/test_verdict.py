@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contender.analysis.latency_ratio import FAIL, INCONCLUSIVE, PASS, LatencyRatio
 from contender.analysis.operations import Guardrails
 from contender.analysis.quality import Difference
 from contender.analysis.report import ReportOptions, compute_report
@@ -93,8 +94,21 @@ def test_a_better_regressor_by_rmse_is_promoted() -> None:
     assert report.verdict.decision is Decision.PROMOTE, report.verdict.reason
 
 
-def _guardrails(ratio: float = 1.0, p_value: float = 1.0) -> Guardrails:
-    return Guardrails(100, ratio, 1.5, p_value)
+def _guardrails(
+    ratio: float = 1.0, p_value: float = 1.0, ci: tuple[float, float] | None = None, n: int = 5000
+) -> Guardrails:
+    """The latency interval `ci` (default: the ratio +-0.05) on `n` latencies per arm."""
+    lo, hi = ci if ci is not None else (ratio - 0.05, ratio + 0.05)
+    status = (
+        INCONCLUSIVE
+        if n < 2000 or not (lo == lo)
+        else FAIL
+        if lo > 1.5
+        else PASS
+        if hi <= 1.5
+        else INCONCLUSIVE
+    )
+    return Guardrails(100, ratio, 1.5, p_value, LatencyRatio(ratio, (lo, hi), n, n, status))
 
 
 def _difference(lo: float, hi: float) -> Difference:
@@ -111,7 +125,11 @@ def _difference(lo: float, hi: float) -> Difference:
         ("rmse", (0.1, 0.3), _guardrails(), 500, Decision.KEEP),
         ("auc", (0.01, 0.03), _guardrails(ratio=1.6), 500, Decision.KEEP),
         ("auc", (0.01, 0.03), _guardrails(p_value=0.01), 500, Decision.KEEP),
-        ("auc", (0.01, 0.03), _guardrails(ratio=float("nan")), 500, Decision.PROMOTE),
+        # A ratio whose interval straddles the limit, or on too few rows: never a pass.
+        ("auc", (0.01, 0.03), _guardrails(1.4, ci=(1.2, 1.7)), 500, Decision.INCONCLUSIVE),
+        ("auc", (0.01, 0.03), _guardrails(1.0, n=1999), 500, Decision.INCONCLUSIVE),
+        ("auc", (-0.03, -0.01), _guardrails(1.0, n=1999), 500, Decision.KEEP),
+        ("auc", (0.01, 0.03), _guardrails(ratio=float("nan")), 500, Decision.INCONCLUSIVE),
         ("auc", (0.01, 0.03), _guardrails(), 199, Decision.INCONCLUSIVE),
         ("auc", (float("nan"), float("nan")), _guardrails(), 500, Decision.INCONCLUSIVE),
     ],
