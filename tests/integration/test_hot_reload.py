@@ -488,12 +488,13 @@ def local_registry(tmp_path: Path) -> str:
 
 
 def verdict_store(path: Path, model: str, challenger_signal: float) -> str:
-    """A prediction log whose report says `promote` (signal 1.4) or `keep` (0.2)."""
-    data = classifier_data(600, np.random.default_rng(40), 0.8, challenger_signal)
+    """A prediction log whose report says `promote` (signal 1.4) or `keep` (0.2): 2,400
+    requests, enough latencies for the p99 guardrail to pass."""
+    data = classifier_data(2400, np.random.default_rng(40), 0.8, challenger_signal)
     records, feedback = [], []
-    for i in range(600):
+    for i in range(2400):
         a, b = float(data.champion[i]), float(data.challenger[i])
-        timestamp = f"2025-03-01T12:{i // 60:02d}:{i % 60:02d}.000000+00:00"
+        timestamp = f"2025-03-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000+00:00"
         records.append(record(f"q{i}", [[1 - a, a]], [[1 - b, b]], model=model,
                               timestamp=timestamp, latency_ms=(10.0, 10.0)))  # fmt: skip
         feedback.append(Feedback(f"q{i}", 0, int(data.labels[i])))

@@ -24,8 +24,8 @@ def power_line(report: Report) -> str:
     if math.isnan(power.minimum_detectable):
         return "no labeled rows to judge power on yet"
     now = (
-        f"detects a {power.metric} difference of {power.minimum_detectable:.4g} "
-        f"({power.power:.0%} power) on the {report.n_labeled:,} labeled rows"
+        f"the {report.n_labeled:,} labeled rows detect a {power.metric} difference of "
+        f"{power.minimum_detectable:.2g} ({power.power:.0%} power)"
     )
     if power.target_effect is None:
         return f"{now}; pass --target-effect for the rows a difference needs"

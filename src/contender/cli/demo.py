@@ -30,7 +30,7 @@ def demo(
     ] = Path("demo"),
     requests: Annotated[
         int, typer.Option("--requests", min=200, max=20_000, help="Requests with ground truth.")
-    ] = 600,
+    ] = 4400,
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Service port (0: any free port).")
     ] = 0,

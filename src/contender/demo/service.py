@@ -52,7 +52,7 @@ class ServiceConfig:
     port: int
     admin_token: str
     poll_interval_s: float = 2.0
-    challenger_weight: float = 0.2
+    challenger_weight: float = 0.5
 
 
 def serve_command(workspace: Workspace, config: ServiceConfig) -> list[str]:

@@ -33,7 +33,7 @@ REPLAY_REQUESTS = 200
 @dataclass(frozen=True)
 class DemoOptions:
     root: Path
-    n_requests: int = 600
+    n_requests: int = 4400
     port: int = 0
     """0: any free port."""
     keep_running: bool = False
@@ -201,8 +201,9 @@ def _traffic(
     _go_live(context, service, client, offline)
     console.print(
         f"{n:,} more requests to {service.url}/invocations, one at a time. Both models "
-        "score every request; the challenger answers about 20 % of them "
-        "(--challenger-weight 0.2), the champion the rest. Then their labels to "
+        "score every request; the challenger answers about half of them "
+        "(--challenger-weight 0.5: enough answers from each for a p99 latency that can "
+        "be judged), the champion the rest. Then their labels to "
         f"{service.url}/feedback (ground truth usually arrives later: a customer churns "
         "or not)."
     )
