@@ -24,7 +24,7 @@ def power_line(report: Report) -> str:
     if math.isnan(power.minimum_detectable):
         return "no labeled rows to judge power on yet"
     now = (
-        f"the {report.n_labeled:,} labeled rows detect a {power.metric} difference of "
+        f"the {report.n_labeled:,} labeled rows detect a difference in {power.metric} of "
         f"{power.minimum_detectable:.2g} ({power.power:.0%} power)"
     )
     if power.target_effect is None:

@@ -191,6 +191,17 @@ def report(
             rules = load_policy(policy)
             # The policy's inference, metric and gates; the flags for the rest.
             chosen = report_options_for(rules)
+            overridden = [
+                f"--{name.replace('_', '-')}"
+                for name in ("metric", "min_labeled", "inference", "alpha", "tuning_rows")
+                if getattr(options, name) != getattr(ReportOptions(), name)
+                and getattr(options, name) != getattr(chosen, name)
+            ]
+            if overridden:
+                typer.echo(
+                    f"note: {policy} sets {', '.join(overridden)}; the policy's values are used",
+                    err=True,
+                )
             options = with_fields(
                 chosen,
                 threshold=threshold,
