@@ -36,9 +36,11 @@ from contender.analysis.paired_tests import excess_failure_p_value
 GUARDRAIL_ALPHA = 0.05
 MIN_SERVED_FOR_LATENCY = 30
 MIN_ROWS_FOR_P99 = 2000
-# Past this many requests the bootstrap's cost (requests x replicates) is cut by fewer
-# replicates: the interval is narrow by then, and its ends move little.
-_MANY_REQUESTS = 200_000
+# The bootstrap costs requests x replicates: past `_MANY_REQUESTS` it takes fewer
+# replicates, and it judges at most the latest `MAX_LATENCY_REQUESTS` requests (the
+# latency that matters is today's; at that size the interval is narrow already).
+_MANY_REQUESTS = 100_000
+MAX_LATENCY_REQUESTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,13 @@ def _latency_interval(
     max_latency_ratio: float,
     rng: np.random.Generator,
 ) -> LatencyRatio:
-    """The ratio's interval over the requests either arm is judged on, in time order."""
+    """The ratio's interval over the requests either arm is judged on, in time order
+    (the latest `MAX_LATENCY_REQUESTS` of them)."""
     either = champion_on | challenger_on
     order = np.flatnonzero(either)
     if rows.request_time is not None:
         order = order[np.argsort(rows.request_time[order], kind="stable")]
+    order = order[-MAX_LATENCY_REQUESTS:]
     champion_ms = np.where(champion_on, rows.champion.latency_ms, np.nan)[order]
     challenger_ms = np.where(challenger_on, rows.challenger.latency_ms, np.nan)[order]
     return latency_ratio(
