@@ -1,6 +1,6 @@
 """`contender.compare`: the report as a function, for notebooks and simulations (SPEC 6).
 
-`compare(records, labels=None, **options)` returns the very object
+`compare(records, labels=None, *, policy=None, **options)` returns the very object
 `contender report --json` prints, computed by the very code: the records go into a
 temporary SQLite prediction log (the store's own schema and writer), and the report is
 read from it as the command reads a store. So a simulation can never drift from what a
@@ -13,7 +13,9 @@ microsecond apart, in the given order), `inputs` (no rows logged), `model_name`
 (`"model"`), `served_by` (`"champion"`), `fallback` (false). `labels` maps a request id
 to its label and overrides a record's own. `options` are `report`'s flags with
 underscores (`threshold`, `metric`, `max_latency_ratio`, `min_labeled`, `seed`, ...), plus
-`model` (required when the records hold several models) and `since`.
+`model` (required when the records hold several models) and `since`. `policy` (a YAML
+path or a parsed `Policy`) sets the inference, metric and gates as `report --policy`
+does and adds its evaluation as `policy` (`outcome`, `reason`, `checks`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from contender.errors import ConfigError
+from contender.policy.parse import Policy, load_policy
 from contender.predictions.record import Feedback, JsonValue, PredictionRecord
 from contender.predictions.store import SqlPredictionStore
 
@@ -42,6 +45,8 @@ _DEFAULTS: dict[str, JsonValue] = {
 def compare(
     records: Iterable[Mapping[str, Any]],
     labels: Mapping[str, Any] | None = None,
+    *,
+    policy: str | Path | Policy | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """The `report --json` object for `records` (see the module docstring).
@@ -50,6 +55,14 @@ def compare(
     from contender.analysis.render_json import report_to_dict
     from contender.analysis.report import ReportOptions, build_report
 
+    rules = load_policy(Path(policy)) if isinstance(policy, str | Path) else policy
+    if rules is not None:
+        from contender.policy.evaluate import report_options_for
+
+        # The policy's inference, metric and gates, as `report --policy` takes them.
+        chosen = report_options_for(rules)
+        for name in ("metric", "min_labeled", "inference", "alpha", "tuning_rows"):
+            options.setdefault(name, getattr(chosen, name))
     model = options.pop("model", None)
     since = options.pop("since", None)
     known = {field.name for field in dataclasses.fields(ReportOptions)} - {"replay"}
@@ -69,6 +82,10 @@ def compare(
         since_at = parse_since(since) if isinstance(since, str) else since
         report = build_report(url, model, since=since_at, options=ReportOptions(**options))
         result = report_to_dict(report)
+    if rules is not None:
+        from contender.policy.evaluate import evaluate
+
+        result["policy"] = {"source": rules.source, **evaluate(rules, result).as_dict()}
     return result
 
 

@@ -30,7 +30,9 @@ def test_demo_promotes_the_challenger_and_the_service_follows(tmp_path: Path) ->
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
     assert "PROMOTE" in output
     assert f"version 2: scored {REPLAY_REQUESTS} records" in output
-    assert "Replay verdict: PROMOTE" in output
+    # 200 rows: the candidate is better, but an always-valid interval that narrow is
+    # not to be had; the replay's verdict is honest about it, the live one decides.
+    assert "Replay verdict: INCONCLUSIVE" in output
     assert "GET /status: champion version 1, challenger version 2" in output
     assert "The service picked up the new champion (version 2) by itself" in output
     assert " 0 failed " in output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,15 @@ def test_labels_given_apart_override_and_bad_input_is_named() -> None:
     with pytest.raises(ConfigError, match="pass model="):
         compare(two)
     assert compare(two, model="other")["n_requests"] == 1
+
+
+def test_a_policy_judges_the_same_object(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "policy: v1\n"
+        'primary: {metric: auc, promote_when: "ci.lower > 0", rollback_when: "ci.upper < 0"}\n'
+        "evaluation: {on_fail: rollback}\n"
+    )
+    result = compare(simulated(4400, 1), policy=policy, seed=3)
+    assert result["policy"]["outcome"] == "promote"
+    assert "ci.lower > 0" in result["policy"]["reason"]

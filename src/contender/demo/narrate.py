@@ -115,7 +115,7 @@ def replay_lines(report: Report) -> list[str]:
             f"{metric.upper()}: champion [bold]{fmt.number(old.value)}[/] "
             f"{fmt.interval(old.ci)}, candidate [bold]{fmt.number(new.value)}[/] "
             f"{fmt.interval(new.ci)}; difference {fmt.signed(difference.estimate)} "
-            f"{fmt.interval(difference.ci, sign=True)} (95 % intervals)."
+            f"{fmt.interval(difference.ci, sign=True)} (always-valid 95 % intervals)."
         )
     else:
         lines.append(report.verdict.reason)

@@ -178,7 +178,13 @@ def _go_live(context: _Context, service: Service, client: httpx.Client, offline:
     console, pair = context.console, context.pair
     candidate = pair.challenger_version
     console.print(
-        ("Promising offline, so it goes live" if offline == "promote" else "It goes live anyway")
+        (
+            "Promising offline, so it goes live"
+            if offline == "promote"
+            else "Better on these rows, but 200 cannot settle it: the always-valid interval "
+            "still holds 0, and the demo never promotes on a hunch. So it goes live, "
+            "to gather the evidence"
+        )
         + f": version {candidate} moves to [bold]Staging[/] "
         "in the registry (the change a user makes, in the MLflow UI or its client). The "
         "running service finds it at its next registry poll and loads it."
