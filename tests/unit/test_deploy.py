@@ -281,3 +281,28 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     assert Settings.model_fields["max_body_bytes"].default == 10 * 1024 * 1024
     # Never a retry of a POST: a scored request must not be scored and logged twice.
     assert not [line for line in directives if "non_idempotent" in line]
+
+
+def test_autopilot_is_one_controller_with_a_policy_that_parses() -> None:
+    from contender.policy.parse import parse_policy
+
+    path = KUBERNETES / "autopilot.yaml"
+    deployment = _resource(path, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"  # never two at once
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[0] == "autopilot"
+    policy_path = Path(args[args.index("--policy") + 1])
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mounts[str(policy_path.parent)]]
+    configmap = _resource(path, "ConfigMap")
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    policy = parse_policy(configmap["data"][policy_path.name], source=policy_path.name)
+    assert policy.evaluation.on_fail == "rollback"
+    # The model, selector and stores come from the service's own ConfigMap and Secret.
+    assert [ref for source in container["envFrom"] for ref in source.values()] == [
+        {"name": "contender"},
+        {"name": "contender"},
+    ]

@@ -54,7 +54,9 @@ def _show(decision: Decision) -> None:
 
 
 def autopilot(
-    model: Annotated[str, typer.Option("--model", help="Registered model name.")],
+    model: Annotated[
+        str, typer.Option("--model", envvar="CONTENDER_MODEL", help="Registered model name.")
+    ],
     policy: Annotated[
         Path, typer.Option("--policy", help="Promotion policy (YAML, SPEC section 7).")
     ],
