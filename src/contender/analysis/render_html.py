@@ -353,7 +353,10 @@ def _overview(report: Report) -> str:
         ("power", summary_lines.power_line(report)),
         ("p99 latency", summary_lines.latency_line(report)),
         ("labels", summary_lines.labels_line(report)),
+        ("weighted", summary_lines.weighted_line(report) or ""),
     ):
+        if not line:
+            continue
         facts.append(f"<b>{name}</b>: {html.escape(line)}")
     return "<ul>" + "".join(f"<li>{fact}</li>" for fact in facts) + "</ul>"
 

@@ -75,6 +75,9 @@ def _overview(report: Report) -> Table:
         ("p99 latency", summary_lines.latency_line(report)),
         ("labels", summary_lines.labels_line(report)),
     ]
+    weighted = summary_lines.weighted_line(report)
+    if weighted is not None:
+        rows.append(("weighted", weighted))
     for name, value in rows:
         table.add_row(name, value)
     return table

@@ -66,3 +66,19 @@ def labels_line(report: Report) -> str:
     if quality.srm is not None:
         parts.append(f"split vs weights {fmt.p_equals(quality.srm.p_value)}")
     return "; ".join(parts)
+
+
+def weighted_line(report: Report) -> str | None:
+    """`--labels-follow served-positive`: each weighted metric, or why it has none."""
+    if report.weighted is None:
+        return None
+    parts = []
+    for name, metric in report.weighted.items():
+        if metric.reason is not None or math.isnan(metric.difference):
+            parts.append(f"{name} not identifiable")
+            continue
+        parts.append(
+            f"{name} {fmt.number(metric.champion)} vs {fmt.number(metric.challenger)} "
+            f"({fmt.signed(metric.difference)} {fmt.interval(metric.difference_ci, sign=True)})"
+        )
+    return "inverse-propensity weighted (labels follow the served answer): " + "; ".join(parts)

@@ -18,6 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 from contender import compare
+from contender.analysis import summary_lines
 from contender.analysis.data import LoggedRows
 from contender.analysis.render_json import report_to_dict
 from contender.analysis.report import ReportOptions, build_report, compute_report
@@ -349,6 +350,13 @@ def test_recall_without_audit_is_not_identifiable() -> None:
     assert body["verdict_reason"].startswith("recall is not identifiable with audit_rate 0")
     assert body["weighted"]["recall"]["difference"] is None
     assert body["weighted"]["precision"]["not_identifiable"] is None
+    report = compute_report(
+        rows, ReportOptions(labels_follow="served-positive", audit_rate=0.0, metric="recall")
+    )
+    line = summary_lines.weighted_line(report)
+    assert line is not None
+    assert "recall not identifiable" in line
+    assert "precision 0." in line  # identifiable without an audit: a number
 
 
 def test_auc_under_served_positive_labels_is_not_identifiable() -> None:
