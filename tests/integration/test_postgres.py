@@ -15,6 +15,7 @@ from contender.analysis import load
 from contender.predictions import export
 from contender.predictions import store as store_module
 from contender.predictions.record import ArmOutcome, Feedback, JsonValue, PredictionRecord
+from contender.predictions.schema import LATEST_VERSION
 from contender.predictions.store import SqlPredictionStore
 from tests import export_cases
 from tests.integration.conftest import STAGES_MODEL, Registered, ServiceFactory
@@ -177,7 +178,7 @@ def test_the_migration_to_version_3_adds_the_indexes(fresh_url: str) -> None:
         stored = connection.execute(
             "SELECT pg_column_compression(inputs) FROM predictions WHERE request_id = 'after'"
         ).fetchone()
-    assert version == [(3,)]
+    assert version == [(LATEST_VERSION,)]
     assert indexes["ix_predictions_model_timestamp"].endswith(
         '(model_name, "timestamp", champion_version, challenger_version)'
     )

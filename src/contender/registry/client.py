@@ -89,12 +89,12 @@ class MlflowRegistryClient:
         self._client = MlflowClient(tracking_uri=tracking_uri)
 
     def resolve(self, name: str, selector: Selector) -> SlotRefs:
-        routing_tag = self.routing_tag(name)
+        """Both slots from one registry read: read one after the other, a promotion
+        between the two reads would show the old champion beside no challenger, and the
+        service would drop the very model it is about to promote (and download it again)."""
         if selector is Selector.ALIASES:
-            slots = (self._by_alias(name, "champion"), self._by_alias(name, "challenger"))
-        else:
-            slots = (self._by_stage(name, "champion"), self._by_stage(name, "challenger"))
-        return SlotRefs(*slots, routing_tag=routing_tag)
+            return self._by_aliases(name)
+        return SlotRefs(*self._by_stages(name), routing_tag=self.routing_tag(name))
 
     def routing_tag(self, name: str, *, missing_ok: bool = True) -> str | None:
         from mlflow.exceptions import MlflowException
@@ -110,29 +110,55 @@ class MlflowRegistryClient:
     def write_routing_tag(self, name: str, value: str) -> None:
         self._client.set_registered_model_tag(name, ROUTING_TAG, value)
 
-    def _by_alias(self, name: str, alias: str) -> ModelRef | None:
+    def _by_aliases(self, name: str) -> SlotRefs:
+        """Aliases and the routing tag come with the registered model: one read."""
         from mlflow.exceptions import MlflowException
 
         try:
-            return model_ref(self._client.get_model_version_by_alias(name, alias))
+            model = self._client.get_registered_model(name)
         except MlflowException as error:
             if is_missing(error):
+                return SlotRefs(None, None)
+            raise
+        aliases: dict[str, str] = dict(model.aliases or {})
+        return SlotRefs(
+            self._version(name, aliases.get("champion")),
+            self._version(name, aliases.get("challenger")),
+            routing_tag=(model.tags or {}).get(ROUTING_TAG),
+        )
+
+    def _version(self, name: str, version: str | None) -> ModelRef | None:
+        from mlflow.exceptions import MlflowException
+
+        if version is None:
+            return None
+        try:
+            return model_ref(self._client.get_model_version(name, str(version)))
+        except MlflowException as error:
+            if is_missing(error):  # deleted since the aliases were read
                 return None
             raise
 
-    def _by_stage(self, name: str, slot: str) -> ModelRef | None:
+    def _by_stages(self, name: str) -> tuple[ModelRef | None, ModelRef | None]:
         from mlflow.exceptions import MlflowException
 
         try:
             with stages_quietly():
-                versions = self._client.get_latest_versions(name, stages=[STAGE_OF_SLOT[slot]])
+                versions = self._client.get_latest_versions(
+                    name, stages=[STAGE_OF_SLOT["champion"], STAGE_OF_SLOT["challenger"]]
+                )
         except MlflowException as error:
             if is_missing(error):
-                return None
+                return None, None
             raise
-        if not versions:
-            return None
-        return model_ref(max(versions, key=lambda version: int(version.version)))
+
+        def latest(stage: str) -> ModelRef | None:
+            found = [version for version in versions if version.current_stage == stage]
+            if not found:
+                return None
+            return model_ref(max(found, key=lambda version: int(version.version)))
+
+        return latest(STAGE_OF_SLOT["champion"]), latest(STAGE_OF_SLOT["challenger"])
 
 
 def is_missing(error: Exception) -> bool:
