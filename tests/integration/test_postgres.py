@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from contender.analysis import load
+from contender.analysis import load, sql_rows
 from contender.predictions import export
 from contender.predictions import store as store_module
 from contender.predictions.record import ArmOutcome, Feedback, JsonValue, PredictionRecord
@@ -235,7 +235,7 @@ def test_export_and_report_read_through_server_side_cursors(
     try:
         with engine.connect() as connection:
             query = sa.select(load._P.request_id).order_by(load._P.request_id)
-            chunks = load.stream_tuples(connection, query, size=2)
+            chunks = sql_rows.stream_tuples(connection, query, size=2)
             assert list(next(chunks)) == [("r0",), ("r1",)]
             (declared,) = _open_cursors(connection)
             assert "ORDER BY predictions.request_id" in declared
@@ -245,7 +245,7 @@ def test_export_and_report_read_through_server_side_cursors(
         engine.dispose()
     # The report's reader: chunks of 2 records (and labels) give what one chunk gives.
     whole = load.load_logged_rows(fresh_url, "m")
-    monkeypatch.setattr(load, "FETCH_SIZE", 2)
+    monkeypatch.setattr(sql_rows, "FETCH_SIZE", 2)
     chunked = load.load_logged_rows(fresh_url, "m")
     assert_same_rows(chunked, whole)
     assert chunked.n_requests == 7

@@ -22,7 +22,7 @@ gap is the design, and propensity weighting accounts for it); a labeled share un
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -125,11 +125,4 @@ def _with_failures(
             f"only {fmt.share(quality.labeled_share)} of the rows are labeled "
             f"(at least {fmt.share(gates.min_labeled_share)} required)"
         )
-    return LabelQuality(
-        labeled_share=quality.labeled_share,
-        labeled_share_by_arm=quality.labeled_share_by_arm,
-        label_delay_s=quality.label_delay_s,
-        orphan_feedback=quality.orphan_feedback,
-        srm=quality.srm,
-        failures=tuple(failures),
-    )
+    return replace(quality, failures=tuple(failures))

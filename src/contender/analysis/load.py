@@ -28,8 +28,7 @@ no record matches, a prediction or label is not a number.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -39,7 +38,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
-import pandas as pd
 import sqlalchemy as sa
 from numpy.typing import NDArray
 
@@ -52,7 +50,14 @@ from contender.analysis.data import (
     is_not_none,
 )
 from contender.analysis.data import row_offsets_from_counts as _offsets
-from contender.analysis.labels import values_to_floats
+from contender.analysis.load_labels import orphan_label_count, store_labels
+from contender.analysis.sql_rows import (
+    as_text,
+    fetch_tuples,
+    iso_to_datetime64,
+    parse_json_column,
+    stream_tuples,
+)
 from contender.errors import ConfigError
 from contender.predictions.export import paused_gc
 from contender.predictions.store import feedback_table, predictions_table
@@ -149,61 +154,6 @@ def _pair_filter(pair: VersionPair) -> list[sa.ColumnElement[bool]]:
     return [same_champion, challenger_ok]
 
 
-FETCH_SIZE = 10_000
-"""Records (or labels) per chunk. 10,000 100-row records are about 100 MB of JSON text."""
-
-_cursor_names = itertools.count()
-
-
-def _compiled(connection: sa.Connection, query: sa.Select[Any]) -> tuple[str, Any]:
-    compiled = query.compile(
-        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
-    )
-    params: Any = compiled.params
-    if compiled.positional:
-        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
-    return str(compiled), params
-
-
-def fetch_tuples(connection: sa.Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
-    """Plain DB-API tuples: SQLAlchemy's Row objects cost about a second per million.
-    For small results; `stream_tuples` for the records and labels."""
-    statement, params = _compiled(connection, query)
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(statement, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
-def stream_tuples(
-    connection: sa.Connection, query: sa.Select[Any], size: int | None = None
-) -> Generator[Sequence[tuple[Any, ...]], None, None]:
-    """Plain DB-API tuples, `size` at a time. On PostgreSQL from a server-side cursor
-    (psycopg's named cursor: DECLARE, then FETCH), so the driver never holds more than
-    one chunk either; other queries may run on the connection between chunks."""
-    statement, params = _compiled(connection, query)
-    if connection.dialect.name == "postgresql":
-        # A cursor is planned for its first rows (cursor_tuple_fraction 0.1), and
-        # for the ORDER BY request_id that means walking the primary key: the table
-        # read in random order. Every row is read here, so plan for all of them.
-        connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-        connection.exec_driver_sql("SET LOCAL enable_indexscan = off")
-        cursor = connection.connection.cursor(f"contender_load_{next(_cursor_names)}")
-    else:
-        cursor = connection.connection.cursor()
-    try:
-        cursor.execute(statement, params)
-        if connection.dialect.name == "postgresql":  # planned: back to the defaults
-            connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction TO DEFAULT")
-            connection.exec_driver_sql("SET LOCAL enable_indexscan TO DEFAULT")
-        while chunk := cursor.fetchmany(size or FETCH_SIZE):
-            yield chunk
-    finally:
-        cursor.close()
-
-
 def _version_groups(connection: sa.Connection, where: list[Any]) -> list[VersionGroup]:
     query = (
         sa.select(
@@ -216,11 +166,6 @@ def _version_groups(connection: sa.Connection, where: list[Any]) -> list[Version
         .group_by(_P.champion_version, _P.challenger_version)
     )
     return [VersionGroup(*row) for row in fetch_tuples(connection, query)]
-
-
-def _text(column: sa.Column[Any]) -> sa.ColumnElement[str]:
-    # As text, so SQLAlchemy does not parse a million JSON values one by one.
-    return sa.cast(column, sa.Text)
 
 
 class _ArmColumns(NamedTuple):
@@ -239,7 +184,7 @@ class _ArmColumns(NamedTuple):
 def arm_select(arm: str, stored: set[str]) -> list[sa.ColumnElement[Any]]:
     version, error, skipped = (_P[f"{arm}_{name}"] for name in ("version", "error", "skipped"))
     columns: list[sa.ColumnElement[Any]] = [
-        _text(_P[f"{arm}_predictions"]),
+        as_text(_P[f"{arm}_predictions"]),
         _P[f"{arm}_latency_ms"],
         error.is_not(None),
         skipped if skipped.name in stored else sa.null(),
@@ -273,43 +218,6 @@ def weight_column(stored: set[str]) -> sa.ColumnElement[Any]:
     return _P.challenger_weight if "challenger_weight" in stored else sa.null()
 
 
-def _label_query(where: list[Any], with_arrival: bool) -> sa.Select[Any]:
-    feedback = feedback_table.c
-    arrival: list[sa.ColumnElement[Any]] = (
-        [_P.timestamp, feedback.received_at] if with_arrival else [sa.null(), sa.null()]
-    )
-    return (
-        sa.select(feedback.request_id, feedback.row, _text(feedback.label), *arrival)
-        .join(predictions_table, _P.request_id == feedback.request_id)
-        .where(*where)
-    )
-
-
-def iso_to_datetime64(texts: Sequence[str | None]) -> NDArray[np.datetime64]:
-    """ISO-8601 timestamps as stored (`...+00:00`, `...Z`, with or without fractions) ->
-    UTC datetime64[us], NaT for None or text that is no timestamp."""
-    parsed = pd.to_datetime(
-        pd.Series(np.asarray(texts, dtype=object)), utc=True, format="ISO8601", errors="coerce"
-    )
-    return parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-
-
-def _seconds_between(starts: tuple[Any, ...], ends: tuple[Any, ...]) -> FloatArray:
-    """Seconds between ISO-8601 UTC timestamps (NaN where either is missing)."""
-    elapsed = iso_to_datetime64(ends) - iso_to_datetime64(starts)
-    seconds = elapsed.astype("timedelta64[us]").astype(np.float64) / 1e6
-    seconds[np.isnat(elapsed)] = np.nan  # NaT casts to the smallest int64, not to NaN
-    return seconds
-
-
-def orphan_label_count(connection: sa.Connection) -> int:
-    """Labels for request ids no record has (a typo, or a request that was never logged)."""
-    feedback = feedback_table.c
-    has_record = sa.exists().where(_P.request_id == feedback.request_id)
-    query = sa.select(sa.func.count()).select_from(feedback_table).where(~has_record)
-    return int(connection.execute(query).scalar() or 0)
-
-
 def stored_columns(connection: sa.Connection) -> set[str]:
     # The report never migrates a store, so columns added since 0.1.0 may be missing.
     return {column["name"] for column in sa.inspect(connection).get_columns(predictions_table.name)}
@@ -320,18 +228,12 @@ def _input_row_counts(connection: sa.Connection, request_ids: list[str]) -> dict
     counts: dict[str, int] = {}
     for start in range(0, len(request_ids), 500):
         chunk = request_ids[start : start + 500]
-        query = sa.select(_P.request_id, _text(_P.inputs)).where(_P.request_id.in_(chunk))
+        query = sa.select(_P.request_id, as_text(_P.inputs)).where(_P.request_id.in_(chunk))
         for request_id, text in fetch_tuples(connection, query):
             inputs = orjson.loads(text) if text else None
             data = inputs.get("data") if isinstance(inputs, dict) else None
             counts[request_id] = len(data) if isinstance(data, list) else 0
     return counts
-
-
-def parse_json_column(texts: tuple[str | None, ...] | list[str | None]) -> list[Any]:
-    """JSON texts (SQL NULL as None) -> values, in one parser call."""
-    joined = ",".join("null" if text is None else text for text in texts)
-    return list(orjson.loads(f"[{joined}]"))
 
 
 def list_lengths(parsed: list[Any]) -> IntArray:
@@ -497,48 +399,6 @@ def build_rows(
         challenger_weight=np.concatenate([part.weights for part in parts]),
         request_time=np.concatenate([part.times for part in parts]),
     )
-
-
-def store_labels(
-    connection: sa.Connection, where: list[Any], rows: LoggedRows
-) -> tuple[FloatArray, FloatArray]:
-    """`rows.labels` with the stored labels written in, and per row the label's delay
-    (seconds from the request to its arrival): `labels.place_labels`, with the
-    labels fetched and parsed chunk by chunk, then placed in one lookup. (Looked up per
-    chunk, pandas bisects a sorted index at a cost of the whole index per call; one
-    large lookup hashes.) Both sides are object indexes: pandas' own strings would
-    copy every request id of the log into Arrow memory first."""
-    ids: list[str] = []
-    numbers: list[IntArray] = []
-    values: list[FloatArray] = []
-    delays: list[FloatArray] = []
-    stored = {column["name"] for column in sa.inspect(connection).get_columns("feedback")}
-    query = _label_query(where, with_arrival="received_at" in stored)
-    with closing(stream_tuples(connection, query)) as chunks:
-        for fetched in chunks:
-            chunk_ids, chunk_numbers, texts, timestamps, arrivals = zip(*fetched, strict=True)
-            ids.extend(chunk_ids)
-            numbers.append(np.asarray(chunk_numbers, dtype=np.int64))
-            values.append(values_to_floats(parse_json_column(texts), "label in the store"))
-            delays.append(_seconds_between(timestamps, arrivals))
-    no_delays = np.full(len(rows.labels), np.nan)
-    if not ids:
-        return rows.labels, no_delays
-    request_index = pd.Index(rows.request_ids, dtype=object, copy=False)
-    found = request_index.get_indexer(pd.Index(ids, dtype=object))
-    del ids
-    row_numbers, label_values = np.concatenate(numbers), np.concatenate(values)
-    label_delays = np.concatenate(delays)
-    counts = np.diff(rows.row_offsets)
-    known = (found >= 0) & ~np.isnan(label_values)
-    found, row_numbers = found[known], row_numbers[known]
-    label_values, label_delays = label_values[known], label_delays[known]
-    inside = (row_numbers >= 0) & (row_numbers < counts[found])
-    labels = rows.labels.copy()
-    at = rows.row_offsets[found[inside]] + row_numbers[inside]
-    labels[at] = label_values[inside]
-    no_delays[at] = label_delays[inside]
-    return labels, no_delays
 
 
 def load_logged_rows(url: str, model: str, since: datetime | None = None) -> LoggedRows:

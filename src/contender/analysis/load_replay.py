@@ -23,15 +23,14 @@ from contender.analysis.load import (
     VersionPair,
     arm_select,
     build_rows,
-    fetch_tuples,
     masked_url,
     model_filter,
     open_engine,
-    store_labels,
     stored_columns,
-    stream_tuples,
     weight_column,
 )
+from contender.analysis.load_labels import store_labels
+from contender.analysis.sql_rows import fetch_tuples, stream_tuples
 from contender.errors import ConfigError
 from contender.predictions.export import paused_gc
 from contender.predictions.schema import feedback_table, predictions_table, replays_table

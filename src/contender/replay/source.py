@@ -16,7 +16,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from contender.analysis.load import fetch_tuples, parse_json_column, since_bound
+from contender.analysis.load import since_bound
+from contender.analysis.sql_rows import fetch_tuples, parse_json_column
 from contender.predictions.record import JsonValue
 from contender.predictions.schema import predictions_table, replays_table
 from contender.protocol import REDACTED_PREFIX

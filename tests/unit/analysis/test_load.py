@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contender.analysis import load
+from contender.analysis import sql_rows
 from contender.analysis.data import LoggedRows
 from contender.analysis.labels import apply_label_table, read_labels_csv
 from contender.analysis.load import (
@@ -260,7 +260,7 @@ def test_reading_in_chunks_gives_the_same_rows(
     mixed_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = load_logged_rows(mixed_store, "m")
-    monkeypatch.setattr(load, "FETCH_SIZE", 2)  # chunks of 2 records, and of 2 labels
+    monkeypatch.setattr(sql_rows, "FETCH_SIZE", 2)  # chunks of 2 records, and of 2 labels
     assert_same_rows(load_logged_rows(mixed_store, "m"), whole)
 
 
@@ -278,7 +278,7 @@ def test_chunks_that_differ_in_kind_read_as_one(
     ]
     url = _store(tmp_path / "log.db", records, [Feedback("b", 1, 1), Feedback("e", 0, 0)])
     whole = load_logged_rows(url, "m")
-    monkeypatch.setattr(load, "FETCH_SIZE", 2)
+    monkeypatch.setattr(sql_rows, "FETCH_SIZE", 2)
     chunked = load_logged_rows(url, "m")
     assert_same_rows(chunked, whole)
     assert chunked.champion.list_valued
