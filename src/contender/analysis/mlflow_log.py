@@ -2,7 +2,9 @@
 
 The run goes to experiment `contender-reports` (created on first use), is named after the
 model and both versions, is tagged with both versions and the verdict, and holds every
-defined number as a metric plus `report.html` and `report.json` as artifacts.
+defined number as a metric (the intervals follow the report's inference mode, a param;
+power, the latency ratio's interval and label quality included) plus `report.html` and
+`report.json` as artifacts.
 
 mlflow is imported inside `log_report_to_mlflow`: the import costs seconds, and nothing
 else in the report needs it. Any failure of MLflow (unreachable server, bad URI) becomes
@@ -35,6 +37,21 @@ def report_metrics(report: Report) -> dict[str, float]:
     }
     for reason, n in report.coverage.not_scored.items():
         values[f"coverage_not_scored_{reason}"] = n
+    latency = report.guardrails.latency
+    if latency is not None:
+        values["latency_p99_ratio_ci_lo"], values["latency_p99_ratio_ci_hi"] = latency.ci
+    power = report.power
+    values["power_minimum_detectable"] = power.minimum_detectable
+    if power.rows_still_needed is not None:
+        values["power_rows_still_needed"] = power.rows_still_needed
+    labels = report.label_quality
+    values["labeled_share"] = labels.labeled_share
+    for arm_name, share in labels.labeled_share_by_arm.items():
+        values[f"labeled_share_{arm_name}"] = share
+    values["label_delay_p50_s"] = labels.label_delay_s["p50"]
+    values["orphan_feedback"] = labels.orphan_feedback
+    if labels.srm is not None:
+        values["srm_p"] = labels.srm.p_value
     for arm_name, arm in (("champion", report.champion), ("challenger", report.challenger)):
         values[f"{arm_name}_error_rate"] = arm.error_rate
         values[f"{arm_name}_fallback_count"] = arm.fallback_count
@@ -85,6 +102,9 @@ def log_report_to_mlflow(
                     "threshold": report.threshold,
                     "primary_metric": report.primary_metric,
                     "seed": report.seed,
+                    "inference": report.boundary.mode,
+                    "alpha": report.boundary.alpha,
+                    "tuning_rows": report.boundary.tuning_rows,
                 }
             )
             mlflow.log_metrics(report_metrics(report))

@@ -256,6 +256,10 @@ def test_log_to_mlflow(app: typer.Typer, store_url: str, monkeypatch: pytest.Mon
     assert {"champion_auc", "challenger_auc", "diff_auc", "diff_auc_p_value"} <= calls[
         "metrics"
     ].keys()
+    assert {"latency_p99_ratio_ci_hi", "power_minimum_detectable", "labeled_share"} <= calls[
+        "metrics"
+    ].keys()
+    assert calls["params"]["inference"] == "sequential"
     assert "<html" in calls["report.html"]
     assert calls["report.json"]["verdict"] == "promote"
     assert calls["ended"]
