@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -102,6 +103,35 @@ def test_labels_submitted_during_an_outage_are_stored_once_it_ends(tmp_path: Pat
     writer.close()
     assert store.labels() == {("r0", 0): 0, ("r1", 0): 1}
     assert ids(store.records) == ["r0"]
+
+
+def test_labels_during_an_outage_keep_the_retry_delays(tmp_path: Path) -> None:
+    attempts: list[float] = []
+
+    class CountingStore(SwitchableStore):
+        def append_many(self, records: Any) -> None:
+            attempts.append(time.monotonic())
+            super().append_many(records)
+
+    store = CountingStore()
+    store.down.set()
+    writer = LogWriter(
+        store,
+        ServiceMetrics(CollectorRegistry()),
+        spill=SpillDirectory(tmp_path / "spill"),
+        retry_delays_s=(0.2,),
+    )
+    writer.start()
+    writer.submit(record(0))
+    poll_until(lambda: attempts or None, timeout_s=5, what="a first attempt")
+    writer.submit_labels([label(0)])
+    since = len(attempts)
+    poll_until(lambda: len(attempts) >= since + 3 or None, timeout_s=5, what="3 retries")
+    gaps = np.diff(attempts[since : since + 3])  # before close(), which wakes the wait
+    store.down.clear()
+    writer.close()
+    assert gaps.min() > 0.15, f"retries {gaps} s apart, not 0.2 s: a hot retry loop"
+    assert store.labels() == {("r0", 0): 0}
 
 
 def test_labels_past_the_buffer_or_at_close_spill_and_load_back(tmp_path: Path) -> None:

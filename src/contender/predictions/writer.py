@@ -100,7 +100,6 @@ class LogWriter:
         """Labels the store could not take now: stored (or spilled) like records."""
         for label in labels:
             self._queue.put(label)
-        self._wake.set()  # a batch waiting out a retry delay takes them on its next try
 
     @property
     def healthy(self) -> bool:
