@@ -20,12 +20,11 @@ from typer.testing import CliRunner
 from contender.cli.autopilot import autopilot
 from contender.policy.autopilot import AUTOPILOT_TAG
 from contender.predictions.record import Feedback
-from contender.predictions.store import SqlPredictionStore
 from contender.registry.client import stages_quietly
 from contender.registry.routing_tag import ROUTING_TAG, parse_tag
 from tests.integration import models
 from tests.integration.conftest import MlflowServer, Registered
-from tests.unit.analysis.factories import classifier_data, record
+from tests.unit.analysis.factories import classifier_data, record, sqlite_store
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +58,7 @@ def synthetic_log(path: Path, model: str, kind: str) -> str:
         records.append(record(f"{kind}{i}", [[1 - a, a]], [[1 - b, b]], model=model,
                               timestamp=timestamp, latency_ms=latency))  # fmt: skip
         feedback.append(Feedback(f"{kind}{i}", 0, int(data.labels[i])))
-    url = f"sqlite:///{path}"
-    store = SqlPredictionStore(url)
-    store.append_many(records)
-    store.add_feedback(feedback)
-    store.close()
-    return url
+    return sqlite_store(path, records, feedback)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ from typer.testing import CliRunner
 
 from contender.cli.main import app
 from contender.predictions.record import Feedback
-from contender.predictions.store import SqlPredictionStore
 from tests.integration import models
 from tests.integration.conftest import (
     STAGES_MODEL,
@@ -39,7 +38,7 @@ from tests.integration.conftest import (
     wait_mlflow_ready,
 )
 from tests.support import BIN, free_port, poll_until, run_cli
-from tests.unit.analysis.factories import classifier_data, record
+from tests.unit.analysis.factories import classifier_data, record, sqlite_store
 
 pytestmark = pytest.mark.integration
 
@@ -498,12 +497,7 @@ def verdict_store(path: Path, model: str, challenger_signal: float) -> str:
         records.append(record(f"q{i}", [[1 - a, a]], [[1 - b, b]], model=model,
                               timestamp=timestamp, latency_ms=(10.0, 10.0)))  # fmt: skip
         feedback.append(Feedback(f"q{i}", 0, int(data.labels[i])))
-    url = f"sqlite:///{path}"
-    store = SqlPredictionStore(url)
-    store.append_many(records)
-    store.add_feedback(feedback)
-    store.close()
-    return url
+    return sqlite_store(path, records, feedback)
 
 
 def cli(*args: str) -> tuple[int, str, str]:

@@ -52,10 +52,9 @@ def power_summary(
 ) -> PowerSummary:
     target = target_effect if target_effect is not None else DEFAULT_TARGETS.get(metric)
     difference = quality.differences.get(metric) if quality is not None else None
-    n_requests = quality.n_requests if quality is not None else 0
-    if difference is None or not n_requests or not math.isfinite(difference.se):
+    if quality is None or difference is None or not math.isfinite(difference.se):
         return PowerSummary(metric, POWER, float("nan"), target, None, None)
-    detectable = minimum_detectable(difference.se, n_requests, boundary, POWER)
+    detectable = minimum_detectable(difference.se, quality.n_requests, boundary, POWER)
     needed = _rows_needed(metric, quality, pairs, boundary, target) if target else None
     still = None if needed is None else max(0, needed - len(pairs))
     return PowerSummary(metric, POWER, detectable, target, needed, still)
@@ -63,12 +62,11 @@ def power_summary(
 
 def _rows_needed(
     metric: str,
-    quality: QualityComparison | None,
+    quality: QualityComparison,
     pairs: LabeledPairs,
     boundary: Boundary,
     target: float,
 ) -> int | None:
-    assert quality is not None
     rows_per_request = len(pairs) / quality.n_requests
     if metric == "auc":
         prevalence = float(np.mean(pairs.labels == 1))

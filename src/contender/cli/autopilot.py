@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from contender.cli.promote import SelectorOption, TrackingUri
+from contender.cli.options import DEFAULT_LOG_STORE, LogStore, SelectorOption, TrackingUri
 from contender.errors import ContenderError
 from contender.settings import Selector
 
@@ -66,14 +66,7 @@ def autopilot(
         typer.Option("--dry-run", help="Evaluate and print; change nothing in the registry."),
     ] = False,
     tracking_uri: TrackingUri = None,
-    log_store: Annotated[
-        str,
-        typer.Option(
-            "--log-store",
-            envvar="CONTENDER_LOG_STORE",
-            help="Prediction log the report is computed from.",
-        ),
-    ] = "sqlite:///contender.db",
+    log_store: LogStore = DEFAULT_LOG_STORE,
     selector: SelectorOption = Selector.STAGES,
 ) -> None:
     """Apply a promotion policy on its schedule: promote, roll back or hold."""

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from contender.cli.options import DEFAULT_LOG_STORE, LogStore, Since
 from contender.errors import ConfigError
 from contender.predictions import export
 from contender.predictions.record import JsonValue
@@ -28,19 +29,14 @@ class ExportFormat(StrEnum):
 
 @log_app.command("export")
 def export_log(
-    log_store: Annotated[
-        str, typer.Option(envvar="CONTENDER_LOG_STORE", help="Prediction log store URL.")
-    ] = "sqlite:///contender.db",
+    log_store: LogStore = DEFAULT_LOG_STORE,
     format: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = (
         ExportFormat.JSONL
     ),
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="File to write; stdout without it.")
     ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(help="Only records from this ISO date or datetime on (UTC if no zone)."),
-    ] = None,
+    since: Since = None,
 ) -> None:
     """Export every record, with the fields of the log and its `label` joined."""
     from contender.analysis.load import parse_since

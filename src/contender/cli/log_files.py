@@ -16,14 +16,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
+from contender.cli.options import DEFAULT_LOG_STORE, LogStore
 from contender.errors import ConfigError
 from contender.predictions.record import Feedback, JsonValue, PredictionRecord
 from contender.predictions.spill import SpillDirectory, iter_lines
 from contender.predictions.store import SqlPredictionStore
 
-LogStore = Annotated[
-    str, typer.Option(envvar="CONTENDER_LOG_STORE", help="Prediction log store URL.")
-]
 _CHUNK = 5000
 
 
@@ -38,7 +36,7 @@ def recover(
     spill_dir: Annotated[
         Path, typer.Option(envvar="CONTENDER_SPILL_DIR", help="The service's spill directory.")
     ] = Path("contender-spill"),
-    log_store: LogStore = "sqlite:///contender.db",
+    log_store: LogStore = DEFAULT_LOG_STORE,
 ) -> None:
     """Load spilled records and labels into the store, then remove the files it loaded."""
     spill = SpillDirectory(spill_dir)
@@ -76,7 +74,7 @@ def _feedback(row: dict[str, JsonValue]) -> list[Feedback]:
 
 def import_log(
     file: Annotated[Path, typer.Argument(help="Records in the export's JSONL form.")],
-    log_store: LogStore = "sqlite:///contender.db",
+    log_store: LogStore = DEFAULT_LOG_STORE,
 ) -> None:
     """Load exported records (and their labels) into the store; idempotent on request_id."""
     if not file.is_file():

@@ -14,23 +14,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from contender.cli.options import DEFAULT_LOG_STORE, LogStore, SelectorOption, TrackingUri
 from contender.errors import ConfigError, ContenderError
 from contender.settings import Selector
 
 if TYPE_CHECKING:
     from contender.registry.promotion import SlotChange
-
-TrackingUri = Annotated[
-    str | None,
-    typer.Option(
-        envvar="CONTENDER_TRACKING_URI",
-        help="MLflow tracking URI (default: MLflow's own MLFLOW_TRACKING_URI).",
-    ),
-]
-SelectorOption = Annotated[
-    Selector,
-    typer.Option(envvar="CONTENDER_SELECTOR", help="Find slots by stage or alias."),
-]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -83,14 +72,7 @@ def promote(
     force: Annotated[
         bool, typer.Option("--force", help="Promote whatever the report's verdict.")
     ] = False,
-    log_store: Annotated[
-        str,
-        typer.Option(
-            "--log-store",
-            envvar="CONTENDER_LOG_STORE",
-            help="Prediction log the verdict is read from.",
-        ),
-    ] = "sqlite:///contender.db",
+    log_store: LogStore = DEFAULT_LOG_STORE,
     labels: Annotated[
         Path | None,
         typer.Option("--labels", help="CSV with request_id,label for the verdict."),

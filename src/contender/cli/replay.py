@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from contender.cli.promote import TrackingUri
+from contender.cli.options import DEFAULT_LOG_STORE, LogStore, Since, TrackingUri
 from contender.errors import ContenderError
 
 _INTERRUPTED = 130
@@ -30,18 +30,8 @@ _INTERRUPTED = 130
 def replay(
     model: Annotated[str, typer.Option("--model", help="Registered model name.")],
     version: Annotated[str, typer.Option("--version", help="The version to score with.")],
-    log_store: Annotated[
-        str,
-        typer.Option(
-            "--log-store",
-            envvar="CONTENDER_LOG_STORE",
-            help="Prediction log: sqlite:///path.db or postgresql://...",
-        ),
-    ] = "sqlite:///contender.db",
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="Only records at or after this ISO date/datetime (UTC)."),
-    ] = None,
+    log_store: LogStore = DEFAULT_LOG_STORE,
+    since: Since = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="At most this many records (oldest).")
     ] = None,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from contender.cli.options import DEFAULT_LOG_STORE, LogStore, Since
 from contender.errors import ConfigError, ContenderError
 
 if TYPE_CHECKING:
@@ -77,14 +78,7 @@ def _emit(
 
 def report(
     model: Annotated[str, typer.Option("--model", help="Registered model name.")],
-    log_store: Annotated[
-        str,
-        typer.Option(
-            "--log-store",
-            envvar="CONTENDER_LOG_STORE",
-            help="Prediction log: sqlite:///path.db or postgresql://...",
-        ),
-    ] = "sqlite:///contender.db",
+    log_store: LogStore = DEFAULT_LOG_STORE,
     labels: Annotated[
         Path | None,
         typer.Option(
@@ -92,10 +86,7 @@ def report(
             help="CSV with request_id,label or request_id,row,label; overrides stored labels.",
         ),
     ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="Only records at or after this ISO date/datetime (UTC)."),
-    ] = None,
+    since: Since = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML page.")

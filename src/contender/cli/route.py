@@ -14,7 +14,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from contender.cli.promote import TrackingUri
+from contender.cli.options import TrackingUri
 from contender.registry.routing_tag import (
     InvalidRouting,
     check_weight,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,8 @@ from contender.analysis.data import (
     is_not_none,
     row_offsets_from_counts,
 )
-from contender.predictions.record import ArmOutcome, JsonValue, PredictionRecord
+from contender.predictions.record import ArmOutcome, Feedback, JsonValue, PredictionRecord
+from contender.predictions.store import SqlPredictionStore
 
 
 def arm_log(
@@ -187,3 +189,14 @@ def _outcome(
     if not invoked:
         return ArmOutcome()
     return ArmOutcome(version, predictions, latency_ms, error)
+
+
+def sqlite_store(path: Path, records: list[PredictionRecord], feedback: list[Feedback]) -> str:
+    """A real SQLite prediction log holding `records` and `feedback`; its URL."""
+    url = f"sqlite:///{path}"
+    store = SqlPredictionStore(url)
+    store.append_many(records)
+    if feedback:
+        store.add_feedback(feedback)
+    store.close()
+    return url

@@ -16,8 +16,7 @@ from typer.testing import CliRunner
 
 from contender.cli.report import report
 from contender.predictions.record import Feedback
-from contender.predictions.store import SqlPredictionStore
-from tests.unit.analysis.factories import classifier_data, record
+from tests.unit.analysis.factories import classifier_data, record, sqlite_store
 
 SPEC_KEYS = {
     "model",
@@ -68,12 +67,7 @@ def store_url(tmp_path: Path) -> str:
             record(f"multi{j}", a_rows, b_rows, timestamp="2025-03-01T13:00:00.000000+00:00")
         )
         feedback.append(Feedback(f"multi{j}", 1, int(data.labels[ONE_ROW + 1 + 3 * j])))
-    url = f"sqlite:///{tmp_path / 'log.db'}"
-    store = SqlPredictionStore(url)
-    store.append_many(records)
-    store.add_feedback(feedback)
-    store.close()
-    return url
+    return sqlite_store(tmp_path / "log.db", records, feedback)
 
 
 def _run(app: typer.Typer, *args: str) -> Any:

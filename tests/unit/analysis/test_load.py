@@ -18,23 +18,12 @@ from contender.analysis.load import (
     parse_since,
 )
 from contender.errors import ConfigError
-from contender.predictions.record import Feedback, PredictionRecord
-from contender.predictions.store import SqlPredictionStore
-from tests.unit.analysis.factories import record
-
-
-def _store(path: Path, records: list[PredictionRecord], feedback: list[Feedback]) -> str:
-    url = f"sqlite:///{path}"
-    store = SqlPredictionStore(url)
-    store.append_many(records)
-    if feedback:
-        store.add_feedback(feedback)
-    store.close()
-    return url
+from contender.predictions.record import Feedback
+from tests.unit.analysis.factories import record, sqlite_store
 
 
 @pytest.fixture
-def mixed_store(tmp_path: Path) -> str:
+def mixedsqlite_store(tmp_path: Path) -> str:
     """Multi-row, failed, not-invoked and champion-failed requests, partly labeled."""
     records = [
         record(
@@ -60,7 +49,7 @@ def mixed_store(tmp_path: Path) -> str:
         Feedback("r2", 0, 1),
         Feedback("ghost", 0, 1),  # labels a request the log does not hold
     ]
-    return _store(tmp_path / "log.db", records, feedback)
+    return sqlite_store(tmp_path / "log.db", records, feedback)
 
 
 def test_requests_are_exploded_into_aligned_rows(mixed_store: str) -> None:
@@ -95,7 +84,7 @@ def test_invocation_and_failures_per_arm(mixed_store: str) -> None:
 
 
 def test_scalar_predictions_are_read_as_values(tmp_path: Path) -> None:
-    url = _store(
+    url = sqlite_store(
         tmp_path / "log.db",
         [record("a", [12.5, 3.0], [11.0, 4.0]), record("b", [7.0], [7.5])],
         [Feedback("a", 1, 3.5), Feedback("b", 0, "7.25")],
@@ -117,7 +106,7 @@ def test_only_the_newest_version_pair_is_compared(tmp_path: Path) -> None:
         record("new-2", [0.1], None, timestamp=at(4), versions=("2", None)),
         record("other", [0.1], [0.2], timestamp=at(5), model="another"),
     ]
-    rows = load_logged_rows(_store(tmp_path / "log.db", records, []), "m")
+    rows = load_logged_rows(sqlite_store(tmp_path / "log.db", records, []), "m")
     assert list(rows.request_ids) == ["new-1", "new-2"]
     assert (rows.champion.version, rows.challenger.version) == ("2", "3")
     assert rows.n_requests_other_versions == 2
@@ -134,7 +123,7 @@ def test_since_keeps_later_records(tmp_path: Path) -> None:
         record("jan", [0.1], [0.2], timestamp="2025-01-15T08:00:00.000000+00:00"),
         record("mar", [0.1], [0.2], timestamp="2025-03-15T08:00:00.000000+00:00"),
     ]
-    url = _store(tmp_path / "log.db", records, [])
+    url = sqlite_store(tmp_path / "log.db", records, [])
     rows = load_logged_rows(url, "m", since=parse_since("2025-02-01"))
     assert list(rows.request_ids) == ["mar"]
     with pytest.raises(ConfigError, match="no logged records for model 'm' since"):
@@ -233,13 +222,13 @@ def test_a_missing_label_file(tmp_path: Path) -> None:
 
 
 def test_non_numeric_predictions_are_a_config_error(tmp_path: Path) -> None:
-    url = _store(tmp_path / "log.db", [record("a", ["cat"], ["dog"])], [])
+    url = sqlite_store(tmp_path / "log.db", [record("a", ["cat"], ["dog"])], [])
     with pytest.raises(ConfigError, match="predictions are not numeric"):
         load_logged_rows(url, "m")
 
 
 def test_non_numeric_stored_labels_are_a_config_error(tmp_path: Path) -> None:
-    url = _store(tmp_path / "log.db", [record("a", [0.2], [0.3])], [Feedback("a", 0, "cat")])
+    url = sqlite_store(tmp_path / "log.db", [record("a", [0.2], [0.3])], [Feedback("a", 0, "cat")])
     with pytest.raises(ConfigError, match="label in the store 'cat' is not a number"):
         load_logged_rows(url, "m")
 
@@ -276,7 +265,7 @@ def test_chunks_that_differ_in_kind_read_as_one(
         record("d", None, None, champion_error="boom", n_inputs=2),
         record("e", [0.75], [0.5]),
     ]
-    url = _store(tmp_path / "log.db", records, [Feedback("b", 1, 1), Feedback("e", 0, 0)])
+    url = sqlite_store(tmp_path / "log.db", records, [Feedback("b", 1, 1), Feedback("e", 0, 0)])
     whole = load_logged_rows(url, "m")
     monkeypatch.setattr(sql_rows, "FETCH_SIZE", 2)
     chunked = load_logged_rows(url, "m")

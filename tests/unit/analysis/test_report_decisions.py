@@ -24,13 +24,13 @@ from contender.analysis.render_json import report_to_dict
 from contender.analysis.report import ReportOptions, build_report, compute_report
 from contender.cli.report import report
 from contender.predictions.record import Feedback
-from contender.predictions.store import SqlPredictionStore
 from tests.unit.analysis.factories import (
     arm_log,
     classifier_data,
     classifier_rows,
     logged_rows,
     record,
+    sqlite_store,
 )
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -80,12 +80,7 @@ def store_url(tmp_path: Path) -> str:
         )  # fmt: skip
         feedback.append(Feedback(f"q{i}", 0, int(data.labels[i]), received_at=_stamp(i, 10.0)))
     feedback.append(Feedback("never-logged", 0, 1, received_at=_stamp(0)))
-    url = f"sqlite:///{tmp_path / 'log.db'}"
-    store = SqlPredictionStore(url)
-    store.append_many(records)
-    store.add_feedback(feedback)
-    store.close()
-    return url
+    return sqlite_store(tmp_path / "log.db", records, feedback)
 
 
 @pytest.fixture
