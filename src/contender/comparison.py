@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from contender.errors import ConfigError
+from contender.policy.evaluate import POLICY_OPTIONS
 from contender.policy.parse import Policy, load_policy
 from contender.predictions.record import Feedback, JsonValue, PredictionRecord
 from contender.predictions.store import SqlPredictionStore
@@ -59,10 +60,10 @@ def compare(
     if rules is not None:
         from contender.policy.evaluate import report_options_for
 
-        # The policy's inference, metric and gates, as `report --policy` takes them.
+        # The policy's inference, metric and gates win, as with `report --policy`.
         chosen = report_options_for(rules)
-        for name in ("metric", "min_labeled", "inference", "alpha", "tuning_rows"):
-            options.setdefault(name, getattr(chosen, name))
+        for name in POLICY_OPTIONS:
+            options[name] = getattr(chosen, name)
     model = options.pop("model", None)
     since = options.pop("since", None)
     known = {field.name for field in dataclasses.fields(ReportOptions)} - {"replay"}

@@ -176,7 +176,7 @@ def report(
     try:
         rules = None
         if policy is not None:
-            from contender.policy.evaluate import report_options_for
+            from contender.policy.evaluate import POLICY_OPTIONS, report_options_for
             from contender.policy.parse import load_policy
 
             rules = load_policy(policy)
@@ -184,7 +184,7 @@ def report(
             chosen = report_options_for(rules)
             overridden = [
                 f"--{name.replace('_', '-')}"
-                for name in ("metric", "min_labeled", "inference", "alpha", "tuning_rows")
+                for name in POLICY_OPTIONS
                 if getattr(options, name) != getattr(ReportOptions(), name)
                 and getattr(options, name) != getattr(chosen, name)
             ]

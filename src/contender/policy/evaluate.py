@@ -244,6 +244,19 @@ def evaluate(policy: Policy, report: Mapping[str, Any]) -> Evaluation:
     return Evaluation(Outcome.HOLD, f"hold: {', '.join(blockers)}; {detail}", False, checks)
 
 
+POLICY_OPTIONS = (
+    "metric",
+    "min_labeled",
+    "inference",
+    "alpha",
+    "tuning_rows",
+    "srm_alpha",
+    "max_arm_label_gap",
+    "min_labeled_share",
+)
+"""The `ReportOptions` a policy sets: they win over flags (`report --policy`, `compare`)."""
+
+
 def report_options_for(policy: Policy) -> ReportOptions:
     """The `ReportOptions` a report judged by `policy` is computed with: its metric,
     `alpha`, inference mode, tuning and burn-in rows, and the label-quality gates it
