@@ -33,6 +33,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.polynomial.hermite_e import hermegauss
 from numpy.typing import NDArray
 from rich.console import Console
 from rich.table import Table
@@ -52,6 +52,16 @@ from contender.analysis.delong import paired_delong
 from contender.analysis.intervals import dense_clusters
 from contender.analysis.power import auc_rows_needed, rows_needed
 from contender.analysis.sequential import Boundary
+
+# `python bench/stats.py` puts bench/ on sys.path: the repository root holds the tests'
+# simulation helpers, which this runs bigger.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.simulations import (
+    classifier_truths,
+    multipliers,
+    running_mean_se,
+    vectorised_delong,
+)
 
 RESULTS = Path(__file__).parent / "results"
 SEQUENTIAL = Boundary()
@@ -86,19 +96,6 @@ class Rate:
         return {"share": self.share, "se": self.se, "runs": self.runs}
 
 
-def _multipliers(boundary: Boundary, look_rows: IntArray) -> FloatArray:
-    return np.array([boundary.multiplier(int(n)) for n in look_rows])
-
-
-def running_mean_se(differences: FloatArray, look_rows: IntArray) -> tuple[FloatArray, FloatArray]:
-    """(runs, looks) mean and `s / sqrt(n)` (the clustered se of one-row requests)."""
-    total = np.cumsum(differences, axis=1)[:, look_rows - 1]
-    squares = np.cumsum(differences**2, axis=1)[:, look_rows - 1]
-    mean = total / look_rows
-    var = (squares - look_rows * mean**2) / (look_rows - 1)
-    return mean, np.sqrt(np.maximum(var, 0) / look_rows)
-
-
 def _any_look(hit: BoolArray) -> BoolArray:
     """Per run (row): true at some look (column)."""
     return np.asarray(hit.any(axis=1), dtype=np.bool_)
@@ -109,20 +106,6 @@ def _chunks(runs: int) -> list[int]:
 
 
 # --- scenarios: per-row paired differences (champion loss minus challenger loss) -------
-
-
-def _expected(values: FloatArray, weights: FloatArray) -> float:
-    return float(np.dot(weights, values) / weights.sum())
-
-
-def classifier_truths() -> dict[str, float]:
-    """x ~ N(0, 1), P(y | x) = expit(1.5 x), champion expit(x), challenger
-    expit(1.4 x + 0.2): expected loss differences by Gauss-Hermite quadrature."""
-    x, w = hermegauss(120)
-    p, q1, q2 = expit(1.5 * x), expit(x), expit(1.4 * x + 0.2)
-    log_loss = p * (np.log(q2) - np.log(q1)) + (1 - p) * (np.log1p(-q2) - np.log1p(-q1))
-    brier = p * ((1 - q1) ** 2 - (1 - q2) ** 2) + (1 - p) * (q1**2 - q2**2)
-    return {"log_loss": _expected(log_loss, w), "brier": _expected(brier, w)}
 
 
 def log_loss_differences(rng: np.random.Generator, runs: int) -> FloatArray:
@@ -156,14 +139,12 @@ def missed_at_any_look(
     for size in _chunks(runs):
         mean, se = running_mean_se(generate(rng, size), LOOK_ROWS)
         for boundary in (SEQUENTIAL, FIXED):
-            outside = np.abs(mean - truth) > _multipliers(boundary, LOOK_ROWS) * se
+            outside = np.abs(mean - truth) > multipliers(boundary, LOOK_ROWS) * se
             missed[boundary.mode].append(_any_look(outside))
     return {mode: Rate(float(np.concatenate(m).mean()), runs) for mode, m in missed.items()}
 
 
 # --- AUC: DeLong at every look, vectorised over runs --------------------------------------
-
-_SHIFT = 16  # one int32 running sum counts both classes: positives high, negatives low
 
 
 def binormal_scores(
@@ -177,49 +158,6 @@ def binormal_scores(
     other = math.sqrt(1 - rho * rho) * rng.normal(size=(runs, rows))
     challenger = mu_b * positive + rho * noise + other
     return champion, challenger, positive
-
-
-def vectorised_delong(
-    champion: FloatArray, challenger: FloatArray, positive: BoolArray, look_rows: IntArray
-) -> tuple[FloatArray, FloatArray]:
-    """(runs, looks) AUC difference and DeLong se over the first rows, one request a row.
-
-    `delong.paired_delong` expanded for one-row requests and continuous scores: with `M`
-    positives, `N` negatives, `a_i` the change (challenger minus champion) in negatives a
-    positive outscores and `b_j` the change in positives below a negative,
-    `D = sum(a) / (M N)` and `var = n / (n - 1) * ((sum(a^2) + sum(b^2)) / (M N)^2
-    - D^2 (1 / M + 1 / N))`. Counts come from one running sum in each model's sorted
-    order over the rows of the look (positives in the high 16 bits).
-    """
-    sorted_by = []
-    for scores in (champion, challenger):
-        order = np.argsort(scores, axis=1).astype(np.int32)
-        inverse = np.empty_like(order)
-        rank = np.arange(order.shape[1], dtype=np.int32)[None, :]
-        np.put_along_axis(inverse, order, rank, axis=1)
-        positive_sorted = np.take_along_axis(positive, order, axis=1)
-        sorted_by.append((order, inverse, np.where(positive_sorted, np.int32(1 << _SHIFT), 1)))
-    difference = np.empty((champion.shape[0], len(look_rows)))
-    se = np.empty_like(difference)
-    for j, n in enumerate(int(n) for n in look_rows):
-        below = [
-            np.take_along_axis(
-                np.cumsum((order < n) * weight, axis=1, dtype=np.int32), inverse[:, :n], axis=1
-            )
-            for order, inverse, weight in sorted_by
-        ]
-        change = below[1] - below[0]
-        pos = positive[:, :n]
-        m = pos.sum(axis=1).astype(np.float64)
-        mn = m * (n - m)
-        low = (change << _SHIFT) >> _SHIFT
-        a = np.where(pos, low, 0).astype(np.float64)
-        b = np.where(pos, 0, (change - low) >> _SHIFT).astype(np.float64)
-        d = a.sum(axis=1) / mn
-        var = ((a * a).sum(axis=1) + (b * b).sum(axis=1)) / mn**2 - d * d * (1 / m + 1 / (n - m))
-        difference[:, j] = d
-        se[:, j] = np.sqrt(n / (n - 1) * var)
-    return difference, se
 
 
 def check_vectorised_delong(rng: np.random.Generator) -> float:
@@ -250,7 +188,7 @@ def auc_missed_at_any_look(runs: int, rng: np.random.Generator) -> tuple[dict[st
         )
         difference, se = vectorised_delong(champion, challenger, positive, LOOK_ROWS)
         for boundary in (SEQUENTIAL, FIXED):
-            outside = np.abs(difference - truth) > _multipliers(boundary, LOOK_ROWS) * se
+            outside = np.abs(difference - truth) > multipliers(boundary, LOOK_ROWS) * se
             missed[boundary.mode].append(_any_look(outside))
     return {mode: Rate(float(np.concatenate(m).mean()), runs) for mode, m in missed.items()}, truth
 
@@ -264,7 +202,7 @@ def false_promotion(runs: int, rng: np.random.Generator) -> dict[str, Rate]:
     for size in _chunks(runs):
         mean, se = running_mean_se(rng.standard_t(3, size=(size, LOOKS * PER_LOOK)), looks)
         for boundary in (SEQUENTIAL, FIXED):
-            lower = mean - _multipliers(boundary, looks) * se
+            lower = mean - multipliers(boundary, looks) * se
             promoted[boundary.mode].append(_any_look(lower > 0))
     return {mode: Rate(float(np.concatenate(p).mean()), runs) for mode, p in promoted.items()}
 
@@ -278,7 +216,7 @@ def power_by_day_30(runs: int, rng: np.random.Generator) -> dict[str, Rate]:
         noise = rng.standard_t(3, size=(size, 5000)) / math.sqrt(3)
         mean, se = running_mean_se(effect + noise, looks)
         for boundary in (SEQUENTIAL, FIXED):
-            lower = mean - _multipliers(boundary, looks) * se
+            lower = mean - multipliers(boundary, looks) * se
             promoted[boundary.mode].append(_any_look(lower > 0))
     return {mode: Rate(float(np.concatenate(p).mean()), runs) for mode, p in promoted.items()}
 
@@ -420,10 +358,10 @@ def main() -> None:
     results["delong_check_gap"] = check_vectorised_delong(rngs[0])
     results["false_promotion"] = false_promotion(args.runs, rngs[1])
     console.print(f"A/A done ({time.perf_counter() - started:.0f} s)")
-    truths = classifier_truths()
+    truth_log_loss, truth_brier = classifier_truths()
     scenarios: list[tuple[str, Generate, float]] = [
-        ("log loss", log_loss_differences, truths["log_loss"]),
-        ("Brier", brier_differences, truths["brier"]),
+        ("log loss", log_loss_differences, truth_log_loss),
+        ("Brier", brier_differences, truth_brier),
         ("squared error, t(3) noise", squared_error_differences, 0.03),
     ]
     coverage: dict[str, dict[str, Any]] = {}

@@ -15,7 +15,6 @@ import math
 
 import numpy as np
 import pytest
-from numpy.polynomial.hermite_e import hermegauss
 from scipy.optimize import minimize_scalar
 from scipy.special import expit
 from scipy.stats import norm
@@ -30,6 +29,12 @@ from contender.analysis.sequential import (
     clustered_mean_se,
     mean_difference,
     tuned_r_squared,
+)
+from tests.simulations import (
+    classifier_truths,
+    multipliers,
+    running_mean_se,
+    vectorised_delong,
 )
 
 RUNS = 1000
@@ -139,30 +144,11 @@ def test_auc_difference_reads_delong() -> None:
 # --- simulation helpers -----------------------------------------------------------------
 
 
-def _running_mean_se(
-    differences: FloatArray, look_rows: np.ndarray
-) -> tuple[FloatArray, FloatArray]:
-    """(runs, looks) mean and `s / sqrt(n)` of the first `look_rows` rows of each run."""
-    total = np.cumsum(differences, axis=1)[:, look_rows - 1]
-    squares = np.cumsum(differences**2, axis=1)[:, look_rows - 1]
-    mean = total / look_rows
-    var = (squares - look_rows * mean**2) / (look_rows - 1)
-    return mean, np.sqrt(np.maximum(var, 0) / look_rows)
-
-
-def _multipliers(boundary: Boundary, look_rows: np.ndarray) -> FloatArray:
-    return np.array([boundary.multiplier(int(n)) for n in look_rows])
-
-
 def _missed_at_any_look(
     estimate: FloatArray, se: FloatArray, truth: float, boundary: Boundary, look_rows: np.ndarray
 ) -> float:
-    outside = np.abs(estimate - truth) > _multipliers(boundary, look_rows) * se
+    outside = np.abs(estimate - truth) > multipliers(boundary, look_rows) * se
     return float(outside.any(axis=1).mean())
-
-
-def _expected(function_of_x: FloatArray, weights: FloatArray) -> float:
-    return float(np.dot(weights, function_of_x) / weights.sum())
 
 
 def _classifier_losses(
@@ -175,19 +161,12 @@ def _classifier_losses(
     machine precision for these smooth integrands).
     """
 
-    def truths() -> tuple[float, float]:
-        x, w = hermegauss(120)
-        p, q1, q2 = expit(1.5 * x), expit(x), expit(1.4 * x + 0.2)
-        log_loss = p * (np.log(q2) - np.log(q1)) + (1 - p) * (np.log1p(-q2) - np.log1p(-q1))
-        brier = p * ((1 - q1) ** 2 - (1 - q2) ** 2) + (1 - p) * (q1**2 - q2**2)
-        return _expected(log_loss, w), _expected(brier, w)
-
     x = rng.normal(size=(RUNS, LOOKS * PER_LOOK))
     y = rng.random(size=x.shape) < expit(1.5 * x)
     q1, q2 = expit(x), expit(1.4 * x + 0.2)
     log_loss = np.where(y, np.log(q2) - np.log(q1), np.log1p(-q2) - np.log1p(-q1))
     brier = (y - q1) ** 2 - (y - q2) ** 2
-    truth_log_loss, truth_brier = truths()
+    truth_log_loss, truth_brier = classifier_truths()
     return log_loss, brier, truth_log_loss, truth_brier
 
 
@@ -200,7 +179,7 @@ def test_coverage_of_log_loss_and_brier_differences_at_every_look() -> None:
     assert truth_log_loss > 0
     assert truth_brier > 0
     for differences, truth in ((log_loss, truth_log_loss), (brier, truth_brier)):
-        mean, se = _running_mean_se(differences, LOOK_ROWS)
+        mean, se = running_mean_se(differences, LOOK_ROWS)
         missed = _missed_at_any_look(mean, se, truth, SEQUENTIAL, LOOK_ROWS)
         print(f"missed at some look: {missed:.3f}")
         assert missed <= 0.05
@@ -216,27 +195,12 @@ def test_coverage_of_heavy_tailed_squared_error_differences_at_every_look() -> N
     x = rng.normal(size=(RUNS, LOOKS * PER_LOOK))
     y = x + rng.standard_t(3, size=x.shape)
     differences = (y - 0.8 * x) ** 2 - (y - x - 0.1) ** 2
-    mean, se = _running_mean_se(differences, LOOK_ROWS)
+    mean, se = running_mean_se(differences, LOOK_ROWS)
     missed = _missed_at_any_look(mean, se, 0.03, SEQUENTIAL, LOOK_ROWS)
     fixed_missed = _missed_at_any_look(mean, se, 0.03, FIXED, LOOK_ROWS)
     print(f"missed at some look: sequential {missed:.3f}, fixed {fixed_missed:.3f}")
     assert missed <= 0.05
     assert fixed_missed > 0.10  # the fixed interval does not cover over 30 looks
-
-
-_SHIFT = 16  # one int32 running sum counts both classes: positives high, negatives low
-
-
-def _below(order: np.ndarray, inverse: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
-    """Per run, for each of the first `n` rows: how many look rows of each class score lower.
-
-    `order` sorts a run's scores, `inverse` undoes it, `weight` (in sorted order) is
-    `2^16` for a positive and 1 for a negative: a running sum in sorted order over the
-    rows of the look counts negatives in its low 16 bits and positives in its high bits
-    (at most 32,767 rows per run).
-    """
-    running = np.cumsum((order < n) * weight, axis=1, dtype=np.int32)
-    return np.take_along_axis(running, inverse[:, :n], axis=1)
 
 
 def _binormal_scores(
@@ -255,49 +219,10 @@ def _binormal_scores(
     return champion, challenger, positive, truth
 
 
-def _vectorised_delong(
-    champion: FloatArray, challenger: FloatArray, positive: BoolArray, look_rows: np.ndarray
-) -> tuple[FloatArray, FloatArray]:
-    """(runs, looks) AUC difference and DeLong standard error, one request per row, no ties.
-
-    `delong.paired_delong` expanded for one-row requests: with `M` positives, `N`
-    negatives, `a_i` the change (challenger minus champion) in the number of negatives a
-    positive outscores and `b_j` the change in positives outscoring a negative, the AUC
-    difference is `D = sum(a) / (M N)` and the influences are `a_i / (M N) - D / M` and
-    `b_j / (M N) - D / N`, so `var = n / (n - 1) * (sum(a^2) / (M N)^2 - D^2 / M
-    + sum(b^2) / (M N)^2 - D^2 / N)`.
-    """
-    runs = champion.shape[0]
-    sorted_by = []
-    for scores in (champion, challenger):
-        order = np.argsort(scores, axis=1).astype(np.int32)
-        inverse = np.empty_like(order)
-        rank = np.arange(order.shape[1], dtype=np.int32)[None, :]
-        np.put_along_axis(inverse, order, rank, axis=1)
-        positive_sorted = np.take_along_axis(positive, order, axis=1)
-        weight = np.where(positive_sorted, np.int32(1 << _SHIFT), np.int32(1))
-        sorted_by.append((order, inverse, weight))
-    difference = np.empty((runs, len(look_rows)))
-    se = np.empty((runs, len(look_rows)))
-    for j, n in enumerate(look_rows):
-        change = _below(*sorted_by[1], int(n)) - _below(*sorted_by[0], int(n))
-        pos = positive[:, :n]
-        m = pos.sum(axis=1).astype(np.float64)
-        mn = m * (n - m)
-        low = (change << _SHIFT) >> _SHIFT  # sign-extended: the change in negatives below
-        a = np.where(pos, low, 0).astype(np.float64)
-        b = np.where(pos, 0, (change - low) >> _SHIFT).astype(np.float64)
-        d = a.sum(axis=1) / mn
-        var = ((a * a).sum(axis=1) + (b * b).sum(axis=1)) / mn**2 - d * d * (1 / m + 1 / (n - m))
-        difference[:, j] = d
-        se[:, j] = np.sqrt(n / (n - 1) * var)
-    return difference, se
-
-
 def test_vectorised_delong_equals_paired_delong() -> None:
     champion, challenger, positive, _ = _binormal_scores(np.random.default_rng(30), 3, 700)
     looks = np.array([150, 700])
-    difference, se = _vectorised_delong(champion, challenger, positive, looks)
+    difference, se = vectorised_delong(champion, challenger, positive, looks)
     for run in range(3):
         for j, n in enumerate(looks):
             cluster, k = dense_clusters(np.arange(n))
@@ -311,7 +236,7 @@ def test_vectorised_delong_equals_paired_delong() -> None:
 def test_coverage_of_auc_differences_at_every_look() -> None:
     """DeLong through the boundary, 1,000 runs x 30 looks.
 
-    DeLong is recomputed at each look by `_vectorised_delong` (checked equal to
+    DeLong is recomputed at each look by `vectorised_delong` (checked equal to
     `paired_delong` above): calling `paired_delong` 30,000 times would take minutes.
     Runs are processed in chunks of 250 to keep the (runs, rows) work arrays in cache.
     """
@@ -319,8 +244,8 @@ def test_coverage_of_auc_differences_at_every_look() -> None:
     missed = []
     for _ in range(RUNS // 250):
         champion, challenger, positive, truth = _binormal_scores(rng, 250, LOOKS * PER_LOOK)
-        difference, se = _vectorised_delong(champion, challenger, positive, LOOK_ROWS)
-        outside = np.abs(difference - truth) > _multipliers(SEQUENTIAL, LOOK_ROWS) * se
+        difference, se = vectorised_delong(champion, challenger, positive, LOOK_ROWS)
+        outside = np.abs(difference - truth) > multipliers(SEQUENTIAL, LOOK_ROWS) * se
         missed.append(outside.any(axis=1))
     rate = float(np.concatenate(missed).mean())
     print(f"AUC difference {truth:.4f}, missed at some look: {rate:.3f}")
@@ -340,10 +265,10 @@ def test_daily_peeking_at_an_aa_test_rarely_promotes() -> None:
     rng = np.random.default_rng(41)
     differences = rng.standard_t(3, size=(RUNS, LOOKS * PER_LOOK))
     looks = LOOK_ROWS[LOOK_ROWS >= 200]
-    mean, se = _running_mean_se(differences, looks)
+    mean, se = running_mean_se(differences, looks)
     rates = {}
     for boundary in (SEQUENTIAL, FIXED):
-        lower = mean - _multipliers(boundary, looks) * se
+        lower = mean - multipliers(boundary, looks) * se
         rates[boundary.mode] = float((lower > 0).any(axis=1).mean())
     print(f"false promotion: sequential {rates['sequential']:.3f}, fixed {rates['fixed']:.3f}")
     assert rates["sequential"] <= 0.05
@@ -360,8 +285,8 @@ def test_power_by_day_30_for_an_effect_of_4_5_standard_errors_at_tuning_rows() -
     differences = effect + rng.standard_t(3, size=(RUNS, 5000)) / math.sqrt(3)
     looks = np.round(5000 * np.arange(1, 31) / 30).astype(np.int64)
     looks = looks[looks >= 200]
-    mean, se = _running_mean_se(differences, looks)
-    lower = mean - _multipliers(SEQUENTIAL, looks) * se
+    mean, se = running_mean_se(differences, looks)
+    lower = mean - multipliers(SEQUENTIAL, looks) * se
     power = float((lower > 0).any(axis=1).mean())
     print(f"promoted by day 30: {power:.3f}")
     assert power >= 0.85
