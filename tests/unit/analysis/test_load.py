@@ -23,7 +23,7 @@ from tests.unit.analysis.factories import record, sqlite_store
 
 
 @pytest.fixture
-def mixedsqlite_store(tmp_path: Path) -> str:
+def mixed_store(tmp_path: Path) -> str:
     """Multi-row, failed, not-invoked and champion-failed requests, partly labeled."""
     records = [
         record(
